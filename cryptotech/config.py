@@ -1,0 +1,266 @@
+"""Settings: ``config.toml`` first, then ``CRYPTOTECH_*`` environment variables on top.
+
+Nested keys use a double underscore in the environment: ``CRYPTOTECH_MODEL__HORIZON=30m``
+overrides ``[model] horizon``. ``CRYPTOTECH_COINS="btc=bitcoin,eth=ethereum"`` replaces the
+coin table. The CoinGecko key is read only from ``CRYPTOTECH_COINGECKO_API_KEY`` and never
+printed (it is a ``SecretStr``).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from cryptotech.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DEFAULT_CONFIG = Path("config.toml")
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d|w)\s*$")
+
+
+def parse_duration(value: Any) -> Any:
+    """``"90s"``, ``"5m"``, ``"1h"``, ``"1d"`` (or a number of seconds) as a timedelta.
+
+    >>> parse_duration("1h")
+    datetime.timedelta(seconds=3600)
+    >>> parse_duration("5m").total_seconds()
+    300.0
+    """
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"expected a duration such as 90s, 5m, 1h or 1d, got {value!r}")
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return value
+
+
+def format_duration(td: timedelta) -> str:
+    """The shortest of ``1d``, ``1h``, ``5m``, ``90s`` that says ``td`` exactly."""
+    seconds = td.total_seconds()
+    for unit in ("d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _positive(td: timedelta) -> timedelta:
+    if td.total_seconds() <= 0:
+        raise ValueError("must be a positive duration")
+    return td
+
+
+CANDIDATES = ("bayes_linear", "hoeffding_tree", "arf")
+
+
+class ModelSettings(BaseModel):
+    """How each coin's learner forecasts."""
+
+    horizon: Duration = timedelta(hours=1)
+    interval_level: float = Field(0.90, gt=0.5, lt=1.0)
+    candidates: list[Literal["bayes_linear", "hoeffding_tree", "arf"]] = list(CANDIDATES)
+    seed: int = 42
+    label_tolerance: Duration = timedelta(minutes=10)
+    metrics_window: int = Field(1000, ge=10, le=1_000_000)
+    arf_trees: int = Field(10, ge=1, le=100)
+    max_pending: int = Field(20_000, ge=10)
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon_range(cls, td: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= td <= timedelta(days=7):
+            raise ValueError("must be between 1m and 7d")
+        return td
+
+    @field_validator("label_tolerance")
+    @classmethod
+    def _tolerance(cls, td: timedelta) -> timedelta:
+        return _positive(td)
+
+
+class SourceSettings(BaseModel):
+    """Where live prices come from."""
+
+    kind: Literal["rest", "websocket"] = "rest"
+    plan: Literal["keyless", "demo", "pro"] = "keyless"
+    poll_interval: Duration = timedelta(seconds=60)
+    monthly_credit_budget: int = Field(0, ge=0, description="0 means no budget")
+    base_url: str = ""
+    websocket_url: str = "wss://stream.coingecko.com/v1"
+    timeout: Duration = timedelta(seconds=10)
+    stale_after_polls: int = Field(5, ge=1)
+    backfill: bool = True
+
+    @field_validator("poll_interval", "timeout")
+    @classmethod
+    def _pos(cls, td: timedelta) -> timedelta:
+        return _positive(td)
+
+
+class StoreSettings(BaseModel):
+    """The SQLite file and what is kept in it."""
+
+    path: Path = Path("cryptotech.db")
+    checkpoint_every: Duration = timedelta(minutes=5)
+    tick_retention: Duration = timedelta(days=90)
+
+
+class ApiSettings(BaseModel):
+    """The HTTP server (REST, SSE and the dashboard on one port)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    cors_origins: list[str] = []
+    max_subscribers: int = Field(1000, ge=1)
+    subscriber_queue: int = Field(1000, ge=1)
+    send_timeout: Duration = timedelta(seconds=10)
+    ping_interval: Duration = timedelta(seconds=15)
+
+
+DEFAULT_COINS = {
+    "btc": "bitcoin",
+    "eth": "ethereum",
+    "ada": "cardano",
+    "sol": "solana",
+    "xrp": "ripple",
+    "doge": "dogecoin",
+}
+
+_SYMBOL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def _coins(value: Any) -> Any:
+    if isinstance(value, str):  # "btc=bitcoin,eth=ethereum"
+        pairs = [p.strip() for p in value.split(",") if p.strip()]
+        out = {}
+        for pair in pairs:
+            symbol, sep, coin_id = pair.partition("=")
+            if not sep or not symbol.strip() or not coin_id.strip():
+                raise ValueError(f"expected symbol=coingecko-id pairs, got {pair!r}")
+            out[symbol.strip().lower()] = coin_id.strip()
+        return out
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of CryptoTech, with its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRYPTOTECH_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    coins: Annotated[dict[str, str], NoDecode, BeforeValidator(_coins)] = dict(DEFAULT_COINS)
+    vs_currency: str = Field("usd", pattern=r"^[a-z]{2,10}$")
+    timezone: str = "America/Sao_Paulo"
+    model: ModelSettings = ModelSettings()
+    source: SourceSettings = SourceSettings()
+    store: StoreSettings = StoreSettings()
+    api: ApiSettings = ApiSettings()
+    coingecko_api_key: SecretStr | None = None
+
+    @field_validator("coins")
+    @classmethod
+    def _check_coins(cls, coins: dict[str, str]) -> dict[str, str]:
+        if not coins:
+            raise ValueError("at least one coin is needed")
+        for symbol in coins:
+            if not _SYMBOL.match(symbol):
+                raise ValueError(f"symbol {symbol!r} must be lower-case letters and digits")
+        return coins
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {name!r}") from exc
+        return name
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, which arrives as init keyword arguments.
+        return (env_settings, init_settings)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def coin_ids(self) -> dict[str, str]:
+        return dict(self.coins)
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (default ``./config.toml`` if present), then the environment.
+
+    ``overrides`` are nested dicts applied last (command-line flags). Raises
+    :class:`ConfigError` with one line naming the first invalid key.
+    """
+    data: dict[str, Any] = {}
+    file = Path(path) if path is not None else DEFAULT_CONFIG
+    if path is not None and not file.is_file():
+        raise ConfigError(f"config: file not found: {file}")
+    if file.is_file():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config: {file}: {exc}") from exc
+    try:
+        settings = Settings(**data)
+        if overrides:
+            merged = _deep_merge(settings.model_dump(exclude={"coingecko_api_key"}), overrides)
+            settings = Settings.model_validate(
+                {**merged, "coingecko_api_key": settings.coingecko_api_key}
+            )
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+    except SettingsError as exc:  # an environment value that is not valid JSON
+        raise ConfigError(f"config: {exc} (lists take JSON, e.g. '[\"a\", \"b\"]')") from None
+    return settings
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "config"
+    env = "CRYPTOTECH_" + "__".join(str(p) for p in err["loc"][:2]).upper()
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) or key == "coingecko_api_key" else f" (got {value!r})"
+    return f"config: invalid value for '{key}' (env {env}): {err['msg']}{shown}"
