@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -72,7 +72,13 @@ def _positive(td: timedelta) -> timedelta:
 CANDIDATES = ("bayes_linear", "hoeffding_tree", "arf")
 
 
-class ModelSettings(BaseModel):
+class _Section(BaseModel):
+    """A ``[section]`` of config.toml: a misspelt key is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSettings(_Section):
     """How each coin's learner forecasts."""
 
     horizon: Duration = timedelta(hours=1)
@@ -97,7 +103,7 @@ class ModelSettings(BaseModel):
         return _positive(td)
 
 
-class SourceSettings(BaseModel):
+class SourceSettings(_Section):
     """Where live prices come from."""
 
     kind: Literal["rest", "websocket"] = "rest"
@@ -116,7 +122,7 @@ class SourceSettings(BaseModel):
         return _positive(td)
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(_Section):
     """The SQLite file and what is kept in it."""
 
     path: Path = Path("cryptotech.db")
@@ -124,7 +130,7 @@ class StoreSettings(BaseModel):
     tick_retention: Duration = timedelta(days=90)
 
 
-class ApiSettings(BaseModel):
+class ApiSettings(_Section):
     """The HTTP server (REST, SSE and the dashboard on one port)."""
 
     host: str = "127.0.0.1"

@@ -1,0 +1,168 @@
+"""Backtest: the live learner fed a replayed stream as fast as it can go.
+
+Writes the predictions whose target was reached as CSV
+(``coin,made_at,target_at,price,predicted,lower,upper,actual``, ISO-8601 UTC), prints a
+per-coin table beside persistence, and optionally an HTML report with Plotly charts.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cryptotech.config import ModelSettings
+from cryptotech.domain import Outcome, Tick
+from cryptotech.learning.learner import CoinLearner
+
+CSV_COLUMNS = ("coin", "made_at", "target_at", "price", "predicted", "lower", "upper", "actual")
+
+
+@dataclass
+class CoinResult:
+    """Everything one coin's backtest produced."""
+
+    coin: str
+    ticks: int = 0
+    seconds: float = 0.0
+    outcomes: list[Outcome] = field(default_factory=list)
+    learner: CoinLearner | None = None
+
+    def summary(self) -> dict[str, float | int | str | None]:
+        """Accuracy over all outcomes of the run, beside persistence."""
+        rows = self.outcomes
+        n = len(rows)
+        out: dict[str, float | int | str | None] = {"coin": self.coin, "n": n}
+        if not n:
+            return out | {"ticks_per_s": self.ticks / self.seconds if self.seconds else None}
+        mae = sum(abs(o.error) for o in rows) / n
+        mae_p = sum(abs(o.prediction.price - o.actual) for o in rows) / n
+        moved = [o for o in rows if o.prediction.forecast != o.prediction.price
+                 and o.actual != o.prediction.price]
+        hits = [(o.prediction.forecast > o.prediction.price) == (o.actual > o.prediction.price)
+                for o in moved]
+        return out | {
+            "mae": mae,
+            "mae_persistence": mae_p,
+            "skill": 1.0 - mae / mae_p if mae_p else None,
+            "direction_hit_rate": sum(hits) / len(hits) if hits else None,
+            "direction_n": len(hits),
+            "coverage": sum(o.covered for o in rows) / n,
+            "mean_width_bps": sum((o.prediction.upper - o.prediction.lower) / o.prediction.price
+                                  for o in rows) / n * 1e4,
+            "ticks_per_s": self.ticks / self.seconds if self.seconds else None,
+        }
+
+
+def run_backtest(ticks: Iterable[Tick], settings: ModelSettings, total: int | None = None,
+                 progress: bool = False) -> dict[str, CoinResult]:
+    """Run one learner per coin over ``ticks`` (in time order); time spent is per coin."""
+    results: dict[str, CoinResult] = {}
+    clock = time.perf_counter
+    for tick in tqdm(ticks, total=total, disable=not progress, unit="tick", mininterval=0.5):
+        result = results.get(tick.coin)
+        if result is None:
+            result = results[tick.coin] = CoinResult(tick.coin, learner=CoinLearner(tick.coin, settings))
+        start = clock()
+        _, outcomes = result.learner.process(tick)
+        result.seconds += clock() - start
+        result.ticks += 1
+        result.outcomes.extend(outcomes)
+    return results
+
+
+def write_csv(results: dict[str, CoinResult], path: Path) -> int:
+    """The CSV contract: one row per prediction whose target was reached. Returns rows."""
+    rows = sorted((o for r in results.values() for o in r.outcomes),
+                  key=lambda o: (o.prediction.made_at, o.prediction.coin))
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for o in rows:
+            p = o.prediction
+            writer.writerow([p.coin, _iso(p.made_at), _iso(p.target_at), repr(p.price),
+                             repr(p.forecast), repr(p.lower), repr(p.upper), repr(o.actual)])
+    return len(rows)
+
+
+def _iso(dt) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def format_table(results: dict[str, CoinResult]) -> str:
+    """The per-coin table printed at the end of a backtest."""
+    header = ("coin", "n", "MAE", "MAE persist.", "skill", "dir. hit", "coverage",
+              "width bps", "ticks/s")
+    lines = [header]
+    for coin in sorted(results):
+        s = results[coin].summary()
+        lines.append((
+            coin, str(s["n"]), _num(s.get("mae")), _num(s.get("mae_persistence")),
+            _fmt(s.get("skill"), "{:+.4f}"), _fmt(s.get("direction_hit_rate"), "{:.3f}"),
+            _fmt(s.get("coverage"), "{:.3f}"), _fmt(s.get("mean_width_bps"), "{:.0f}"),
+            _fmt(s.get("ticks_per_s"), "{:.0f}"),
+        ))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else spec.format(value)
+
+
+def _num(value) -> str:
+    """Significant digits whatever the coin's price scale (BTC 1e5, DOGE 1e-1)."""
+    return _fmt(value, "{:.4g}")
+
+
+def write_report(results: dict[str, CoinResult], path: Path, window: int = 288) -> None:
+    """An HTML page per coin: forecast vs realised with its band, rolling skill, coverage."""
+    import pandas as pd
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    parts = ["<html><head><meta charset='utf-8'><title>CryptoTech backtest</title></head>",
+             "<body style='font-family:sans-serif;background:#111;color:#eee'>",
+             "<h1>CryptoTech backtest</h1><pre>", format_table(results), "</pre>"]
+    first = True
+    for coin in sorted(results):
+        rows = results[coin].outcomes
+        if not rows:
+            continue
+        frame = pd.DataFrame({
+            "target_at": [o.prediction.target_at for o in rows],
+            "price": [o.prediction.price for o in rows],
+            "predicted": [o.prediction.forecast for o in rows],
+            "lower": [o.prediction.lower for o in rows],
+            "upper": [o.prediction.upper for o in rows],
+            "actual": [o.actual for o in rows],
+        })
+        err = (frame["predicted"] - frame["actual"]).abs().rolling(window, min_periods=12).mean()
+        err_p = (frame["price"] - frame["actual"]).abs().rolling(window, min_periods=12).mean()
+        covered = ((frame["lower"] <= frame["actual"]) & (frame["actual"] <= frame["upper"]))
+        fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.6, 0.2, 0.2],
+                            subplot_titles=(f"{coin}: forecast vs realised (band = interval)",
+                                            f"rolling skill vs persistence ({window} outcomes)",
+                                            f"rolling interval coverage ({window} outcomes)"))
+        x = frame["target_at"]
+        fig.add_trace(go.Scatter(x=x, y=frame["upper"], line={"width": 0}, showlegend=False,
+                                 hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=x, y=frame["lower"], fill="tonexty", line={"width": 0},
+                                 fillcolor="rgba(99,110,250,0.25)", name="interval"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=x, y=frame["actual"], name="realised"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=x, y=frame["predicted"], name="forecast"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=x, y=1 - err / err_p, name="skill"), row=2, col=1)
+        fig.add_trace(go.Scatter(x=x, y=covered.astype(float).rolling(window, min_periods=12)
+                                 .mean(), name="coverage"), row=3, col=1)
+        fig.update_layout(template="plotly_dark", height=800)
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=first))
+        first = False
+    parts.append("</body></html>")
+    Path(path).write_text("\n".join(parts), encoding="utf-8")

@@ -1,0 +1,283 @@
+"""Replay source: real price files turned into one time-ordered stream of ticks.
+
+Two formats are read:
+
+* OHLCV CSV as exchanges and common data sets publish it: a time column named ``timestamp``,
+  ``open_time``, ``time`` or ``date`` holding ISO-8601 (with a UTC offset; naive means UTC),
+  epoch seconds or epoch milliseconds (detected from the magnitude), ``close`` as the price
+  and ``volume`` if present. Candle volume is summed over a trailing 24 h so that ``Tick``
+  carries a 24 h volume as CoinGecko's does. Gzipped files (``.csv.gz``) are read too.
+* CoinGecko ``market_chart`` JSON: ``prices``, ``market_caps``, ``total_volumes`` as
+  ``[ms, value]`` pairs.
+
+Bad rows are skipped and counted; a file that cannot be parsed at all raises
+:class:`~cryptotech.errors.ReplayError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryptotech.domain import Tick, from_epoch
+from cryptotech.errors import ReplayError
+
+TIME_COLUMNS = ("timestamp", "open_time", "time", "date")
+QUOTES = ("usdt", "usdc", "busd", "fdusd", "usd", "brl", "eur", "btc")
+EPOCH_MS_ABOVE = 1e11  # 1e11 s is the year 5138; 1e11 ms is 1973
+
+
+@dataclass
+class FileSummary:
+    """What was read from one file."""
+
+    path: str
+    coin: str
+    rows: int = 0
+    ticks: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    first_bad_lines: list[int] = field(default_factory=list)
+
+
+def coin_from_name(path: Path, coin_ids: Mapping[str, str] | None = None) -> str:
+    """The coin symbol a file name speaks of.
+
+    >>> coin_from_name(Path("BTCUSDT_5m.csv"))
+    'btc'
+    >>> coin_from_name(Path("market_chart_bitcoin_usd_7d.json"), {"btc": "bitcoin"})
+    'btc'
+    >>> coin_from_name(Path("eth-1h.csv.gz"))
+    'eth'
+    """
+    name = path.name.lower()
+    for suffix in (".gz", ".csv", ".json"):
+        name = name.removesuffix(suffix)
+    tokens = [t for t in re.split(r"[_\-. ]+", name) if t]
+    by_id = {cid.lower(): sym for sym, cid in (coin_ids or {}).items()}
+    for token in tokens:
+        if token in by_id:
+            return by_id[token]
+        if coin_ids and token in coin_ids:
+            return token
+    if not tokens:
+        raise ReplayError(f"{path}: cannot tell the coin from the file name; use coin=PATH")
+    first = tokens[0]
+    for quote in QUOTES:
+        if first.endswith(quote) and len(first) > len(quote):
+            return first[: -len(quote)]
+    return first
+
+
+def parse_input(arg: str, coin_ids: Mapping[str, str] | None = None) -> tuple[str, Path]:
+    """``"coin=path"`` or ``"path"`` as (coin, path)."""
+    coin, sep, rest = arg.partition("=")
+    if sep and coin and "/" not in coin and "\\" not in coin:
+        return coin.strip().lower(), Path(rest)
+    path = Path(arg)
+    return coin_from_name(path, coin_ids), path
+
+
+def _read_text(path: Path) -> str:
+    try:
+        if path.suffix == ".gz":
+            import gzip
+
+            return gzip.decompress(path.read_bytes()).decode("utf-8")
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReplayError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise ReplayError(f"{path}: cannot read: {exc}") from None
+
+
+def _is_json(path: Path, text: str) -> bool:
+    return path.name.lower().removesuffix(".gz").endswith(".json") or text.lstrip()[:1] in "{["
+
+
+def load_file(coin: str, path: Path) -> tuple[list[Tick], FileSummary]:
+    """All valid ticks of one file, in time order, and a summary of what was skipped."""
+    text = _read_text(path)
+    summary = FileSummary(path=str(path), coin=coin)
+    if _is_json(path, text):
+        frame = _frame_from_market_chart(path, text)
+        line_of = None
+    else:
+        frame = _frame_from_csv(path, text)
+        line_of = frame.index.to_numpy() + 2  # header is line 1
+    summary.rows = len(frame)
+    bad = pd.Series("", index=frame.index)
+    bad[frame["ts"].isna()] = "bad_time"
+    price = frame["price"]
+    bad[(bad == "") & price.isna()] = "bad_price"
+    bad[(bad == "") & ~np.isfinite(price.fillna(0))] = "bad_price"
+    bad[(bad == "") & (price <= 0)] = "non_positive_price"
+    good = frame[bad == ""]
+    for reason, count in bad[bad != ""].value_counts().items():
+        summary.skipped[reason] += int(count)
+    if line_of is not None:
+        summary.first_bad_lines = [int(n) for n in line_of[(bad != "").to_numpy()][:5]]
+    good = good.sort_values("ts", kind="stable")
+    duplicated = good["ts"].duplicated(keep="first")
+    if duplicated.any():
+        summary.skipped["duplicate_time"] += int(duplicated.sum())
+        good = good[~duplicated]
+    volume = _volume_24h(good)
+    ticks = [
+        Tick(
+            coin=coin,
+            ts=from_epoch(ts),
+            price=float(p),
+            market_cap=None if mc is None or np.isnan(mc) else float(mc),
+            volume_24h=None if v is None or np.isnan(v) else float(v),
+        )
+        for ts, p, mc, v in zip(
+            good["ts"].to_numpy(), good["price"].to_numpy(), good["market_cap"].to_numpy(), volume
+        )
+    ]
+    summary.ticks = len(ticks)
+    return ticks, summary
+
+
+def _volume_24h(frame: pd.DataFrame) -> np.ndarray:
+    """24 h volume: CoinGecko's as given; candle volumes summed over a full trailing day."""
+    if len(frame) == 0 or frame["volume_is_24h"].iat[0]:
+        return frame["volume"].to_numpy(dtype=float)
+    index = pd.to_datetime(frame["ts"], unit="s")
+    candles = pd.Series(frame["volume"].to_numpy(dtype=float), index=index)
+    rolled = candles.rolling("24h").sum().to_numpy()
+    full = (frame["ts"].to_numpy() - frame["ts"].iat[0]) >= 86400 - 1e-9
+    return np.where(full, rolled, np.nan)
+
+
+def _frame_from_csv(path: Path, text: str) -> pd.DataFrame:
+    import io
+
+    try:
+        raw = pd.read_csv(io.StringIO(text), dtype=str, skip_blank_lines=True)
+    except pd.errors.ParserError as exc:
+        raise ReplayError(f"{path}: not a readable CSV: {exc}") from None
+    except pd.errors.EmptyDataError:
+        raise ReplayError(f"{path}: line 1: empty file") from None
+    columns = {c.strip().lower(): c for c in raw.columns}
+    time_col = next((columns[c] for c in TIME_COLUMNS if c in columns), None)
+    if time_col is None:
+        raise ReplayError(
+            f"{path}: line 1: no time column (expected one of {', '.join(TIME_COLUMNS)})"
+        )
+    if "close" not in columns:
+        raise ReplayError(f"{path}: line 1: no 'close' column")
+    ts = _parse_times(raw[time_col])
+    if len(raw) and ts.isna().all():
+        raise ReplayError(
+            f"{path}: line 2: cannot parse time {raw[time_col].iat[0]!r} "
+            "(expected ISO-8601 with offset, epoch seconds or epoch milliseconds)"
+        )
+    price = pd.to_numeric(raw[columns["close"]], errors="coerce")
+    volume = (
+        pd.to_numeric(raw[columns["volume"]], errors="coerce")
+        if "volume" in columns
+        else pd.Series(np.nan, index=raw.index)
+    )
+    return pd.DataFrame(
+        {
+            "ts": ts,
+            "price": price.astype(float),
+            "market_cap": np.nan,
+            "volume": volume.astype(float),
+            "volume_is_24h": False,
+        }
+    )
+
+
+def _parse_times(col: pd.Series) -> pd.Series:
+    """Epoch seconds as floats from ISO-8601 strings, epoch seconds or epoch milliseconds."""
+    numeric = pd.to_numeric(col, errors="coerce")
+    if numeric.notna().sum() >= max(1, col.notna().sum() // 2):
+        scale = 1000.0 if numeric.abs().median() > EPOCH_MS_ABOVE else 1.0
+        return numeric / scale
+    parsed = pd.to_datetime(col.str.strip(), utc=True, errors="coerce", format="ISO8601")
+    return ((parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).astype(float)
+
+
+def _frame_from_market_chart(path: Path, text: str) -> pd.DataFrame:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReplayError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("prices"), list):
+        raise ReplayError(f"{path}: line 1: not a CoinGecko market_chart ('prices' missing)")
+
+    def series(key: str) -> dict[float, float]:
+        out: dict[float, float] = {}
+        for pair in data.get(key) or []:
+            if isinstance(pair, list) and len(pair) == 2 and _number(pair[0]):
+                out[float(pair[0])] = float(pair[1]) if _number(pair[1]) else np.nan
+        return out
+
+    caps, vols = series("market_caps"), series("total_volumes")
+    rows = []
+    for pair in data["prices"]:
+        ok = isinstance(pair, list) and len(pair) == 2 and _number(pair[0])
+        ms = float(pair[0]) if ok else np.nan
+        price = float(pair[1]) if ok and _number(pair[1]) else np.nan
+        rows.append((ms / 1000.0, price, caps.get(ms, np.nan), vols.get(ms, np.nan)))
+    frame = pd.DataFrame(rows, columns=["ts", "price", "market_cap", "volume"])
+    frame["volume_is_24h"] = True
+    return frame
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class Replay:
+    """Several files merged into one stream of ticks ordered by time (then coin)."""
+
+    def __init__(self, inputs: Iterable[tuple[str, Path]]):
+        self.files: list[tuple[list[Tick], FileSummary]] = [
+            load_file(coin, Path(path)) for coin, path in inputs
+        ]
+
+    @property
+    def summaries(self) -> list[FileSummary]:
+        return [summary for _, summary in self.files]
+
+    def __len__(self) -> int:
+        return sum(len(ticks) for ticks, _ in self.files)
+
+    def __iter__(self) -> Iterator[Tick]:
+        return heapq.merge(*(ticks for ticks, _ in self.files), key=lambda t: (t.ts, t.coin))
+
+    def describe(self) -> str:
+        """One line per file: rows read, ticks kept, rows skipped and why."""
+        lines = []
+        for s in self.summaries:
+            skipped = sum(s.skipped.values())
+            why = ", ".join(f"{k}={v}" for k, v in sorted(s.skipped.items()))
+            where = f" (first at lines {s.first_bad_lines})" if s.first_bad_lines else ""
+            lines.append(
+                f"{s.path} [{s.coin}]: {s.rows} rows, {s.ticks} ticks"
+                + (f", {skipped} skipped: {why}{where}" if skipped else "")
+            )
+        return "\n".join(lines)
+
+
+def bundled_inputs(coins: Iterable[str] | None = None) -> list[tuple[str, Path]]:
+    """The real 5-minute data shipped in the package (``cryptotech/data``), as replay inputs."""
+    folder = resources.files("cryptotech") / "data"
+    out = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".csv.gz"):
+            coin = coin_from_name(Path(entry.name))
+            if coins is None or coin in coins:
+                out.append((coin, Path(str(entry))))
+    return out
