@@ -52,7 +52,142 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--config", type=Path, help="settings file (default ./config.toml)")
     bt.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
     bt.set_defaults(func=cmd_backtest)
+
+    run = sub.add_parser(
+        "run", help="the live engine, REST API, SSE stream and dashboard on one port",
+        description="Poll CoinGecko (source from config), learn on every tick, store to SQLite, "
+        "serve the API, /stream and /painel/. Stops cleanly on Ctrl+C or SIGTERM.")
+    _server_flags(run)
+    run.add_argument("--config", type=Path, help="settings file (default ./config.toml)")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser(
+        "demo", help="the whole product offline, on bundled real history replayed fast",
+        description="Replay the bundled 30 days of real 5-minute prices through exactly the same "
+        "engine, store and server as `run`, at SPEED seconds of market per second "
+        "(default 3600: an hour of market per second). Needs no network.")
+    _server_flags(demo)
+    demo.add_argument("--speed", type=float, default=3600.0,
+                      help="market seconds per wall second (default 3600)")
+    demo.add_argument("--config", type=Path, help="settings file (default ./config.toml)")
+    demo.set_defaults(func=cmd_demo)
+
+    fill = sub.add_parser(
+        "backfill", help="store and learn the last day of CoinGecko history (market_chart)",
+        description="Fetch /coins/{id}/market_chart for the last day (5-minute points) of every "
+        "configured coin, within the credit budget, and run it through the learners.")
+    fill.add_argument("--config", type=Path, help="settings file (default ./config.toml)")
+    fill.add_argument("--db", type=Path, help="SQLite file (default from config)")
+    fill.set_defaults(func=cmd_backfill)
     return parser
+
+
+def _server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", type=Path, help="SQLite file (default from config)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
+
+
+def _server_overrides(args: argparse.Namespace, default_db: Path | None = None) -> dict:
+    db = args.db or default_db
+    return {"store": {"path": str(db) if db else None},
+            "api": {"host": args.host, "port": args.port}}
+
+
+def make_source(settings: Settings):
+    """The live source the settings ask for."""
+    if settings.source.kind == "websocket":
+        from cryptotech.sources.coingecko_ws import CoinGeckoStreamSource
+
+        return CoinGeckoStreamSource(settings)
+    from cryptotech.sources.coingecko import CoinGeckoRestSource
+
+    return CoinGeckoRestSource(settings)
+
+
+def serve(settings: Settings, source, banner: str) -> int:
+    """Run the app under uvicorn until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from cryptotech.api.app import create_app
+
+    app = create_app(settings, source)
+    host, port = settings.api.host, settings.api.port
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://{shown}:{port}"
+    print(f"{banner}\n  painel:   {base}/painel/\n  API:      {base}/docs\n"
+          f"  stream:   {base}/stream\n  status:   {base}/status\n"
+          f"  banco:    {settings.store.path}\nCtrl+C para parar.", flush=True)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            timeout_graceful_shutdown=2, lifespan="on")
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = settings_from(args, **_server_overrides(args))
+    _check_db_folder(settings)
+    return serve(settings, make_source(settings), "CryptoTech: motor ao vivo (CoinGecko)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cryptotech.sources.replay import ReplaySource, bundled_inputs
+    from cryptotech.store import Store
+
+    if not args.speed > 0:
+        print("--speed must be positive", file=sys.stderr)
+        return 2
+    settings = settings_from(args, **_server_overrides(args, Path("cryptotech-demo.db")),
+                             source={"backfill": False})
+    _check_db_folder(settings)
+    inputs = [(coin, path) for coin, path in bundled_inputs() if coin in settings.coins]
+    if not inputs:
+        print("demo: none of the configured coins is in the bundled data "
+              "(btc, eth, ada, sol, xrp, doge)", file=sys.stderr)
+        return 2
+    with Store(settings.store.path) as store:
+        resume = {coin: ts for coin, (_, ts) in store.last_ticks().items()}
+    source = ReplaySource(inputs, speed=args.speed, resume_after=resume)
+    return serve(settings, source, f"CryptoTech demo: dados reais de 30 dias a {args.speed:g}x")
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from cryptotech.engine import Engine
+    from cryptotech.hub import Hub
+    from cryptotech.store import Store
+
+    settings = settings_from(args, store={"path": str(args.db) if args.db else None})
+    _check_db_folder(settings)
+    source = make_source(settings)
+
+    async def go() -> int:
+        with Store(settings.store.path) as store:
+            engine = Engine(settings, store, Hub(), None)
+            await engine.start()
+            ticks = await source.backfill()
+            for tick in tqdm_ticks(ticks):
+                await engine.handle(tick)
+            await engine.stop()
+            print(f"backfill: {len(ticks)} ticks fetched, {engine.ticks_processed} new; "
+                  f"source: {source.status.state} ({source.status.message})")
+            return 0 if ticks or source.status.state == "live" else 1
+
+    return asyncio.run(go())
+
+
+def tqdm_ticks(ticks):
+    from tqdm import tqdm
+
+    return tqdm(ticks, unit="tick", disable=not sys.stderr.isatty())
+
+
+def _check_db_folder(settings: Settings) -> None:
+    folder = Path(settings.store.path).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise ConfigError(f"config: invalid value for 'store.path': folder {folder} does not exist")
 
 
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:

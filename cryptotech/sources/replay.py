@@ -281,3 +281,85 @@ def bundled_inputs(coins: Iterable[str] | None = None) -> list[tuple[str, Path]]
             if coins is None or coin in coins:
                 out.append((coin, Path(str(entry))))
     return out
+
+
+class ReplaySource:
+    """Replayed ticks as a live source: the demo's feed, through the same engine as ``run``.
+
+    The first ``warmup`` of market time is yielded at once (like ``run``'s warm start); the
+    rest is paced so that ``speed`` seconds of market pass per second of wall time. Ticks at
+    or before ``resume_after[coin]`` (what the store already holds) are skipped. When the data
+    ends it starts again, shifted in time and scaled to continue from the last price, so a
+    demo can be left running; every lap is logged.
+    """
+
+    def __init__(self, inputs: Iterable[tuple[str, Path]], speed: float = 3600.0,
+                 warmup: float = 86400.0, resume_after: Mapping[str, float] | None = None,
+                 loop: bool = True):
+        from cryptotech.sources.base import SourceStatus
+
+        self.replay = Replay(inputs)
+        self.speed = speed
+        self.warmup = warmup
+        self.resume_after = dict(resume_after or {})
+        self.loop = loop
+        self.status = SourceStatus(source="replay")
+        self.status.credit_budget = 0
+        for s in self.replay.summaries:
+            for reason, count in s.skipped.items():
+                self.status.rejected[reason] += count
+
+    async def backfill(self) -> list[Tick]:
+        return []
+
+    def _laps(self) -> Iterator[Tick]:
+        ticks = list(self.replay)
+        if not ticks:
+            return
+        span = ticks[-1].epoch - ticks[0].epoch + 300.0
+        first = {}
+        for t in ticks:
+            first.setdefault(t.coin, t.price)
+        lap, shift, scale = 0, 0.0, {c: 1.0 for c in first}
+        while True:
+            for t in ticks:
+                yield Tick(t.coin, from_epoch(t.epoch + shift), t.price * scale[t.coin],
+                           t.market_cap, t.volume_24h, t.change_24h) if lap else t
+            if not self.loop:
+                return
+            last = {}
+            for t in ticks:
+                last[t.coin] = t.price
+            lap += 1
+            shift += span
+            scale = {c: scale[c] * last[c] / first[c] for c in first}
+            import logging
+
+            logging.getLogger("cryptotech.source").info(
+                "replay: end of the bundled data, lap %d starts (shifted %.0f days)", lap,
+                shift / 86400)
+
+    async def stream(self):
+        import asyncio
+        import time
+
+        from cryptotech.domain import utc
+
+        start_market = None
+        start_wall = None
+        self.status.change("live", f"replaying real history at {self.speed:g}x")
+        for tick in self._laps():
+            if tick.epoch <= self.resume_after.get(tick.coin, float("-inf")):
+                continue
+            if start_market is None:
+                start_market = tick.epoch + self.warmup
+                start_wall = time.monotonic()
+            if tick.epoch > start_market:
+                due = start_wall + (tick.epoch - start_market) / self.speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            self.status.polls += 1
+            self.status.last_ok_at = utc(tick.ts)
+            self.status.last_tick_at[tick.coin] = tick.ts
+            yield tick

@@ -1,0 +1,412 @@
+"""The SQLite store: ticks, predictions, outcomes, events and learner checkpoints.
+
+One writer connection (owned by the engine's worker thread) and short-lived read
+connections. WAL, ``synchronous=NORMAL``, ``busy_timeout``. Everything one tick causes is
+written in ONE transaction (:meth:`Store.commit_tick`), so a crash leaves either all of it or
+none of it. Times are UNIX seconds (UTC) in REAL columns: ``datetime(ts, 'unixepoch')`` shows
+them in SQL. No SQLite-specific SQL lives outside this module.
+
+Tables (documented for users in the README):
+
+* ``ticks(id, coin, ts, price, market_cap, volume_24h, change_24h)``, unique ``(coin, ts)``;
+* ``events(id, kind, coin, ts, data)``: every stored SSE event (``tick``, ``previsao``,
+  ``resultado``), ``id`` only grows and is the SSE event id;
+* ``predictions(id, coin, made_at, target_at, price, forecast, lower, upper, model, tick_id)``:
+  ``id`` is the id of its ``previsao`` event;
+* ``outcomes(prediction_id, actual, error, covered, settled_at, event_id)``;
+* ``pending_labels``: a view of the predictions whose target time is still ahead;
+* ``checkpoints(id, coin, created_at, last_tick_id, river_version, python_version, size, blob)``;
+* ``schema_version(version)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptotech.domain import Outcome, Prediction, Tick, from_epoch
+from cryptotech.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE ticks (
+        id INTEGER PRIMARY KEY,
+        coin TEXT NOT NULL,
+        ts REAL NOT NULL,
+        price REAL NOT NULL CHECK (price > 0),
+        market_cap REAL,
+        volume_24h REAL,
+        change_24h REAL,
+        UNIQUE (coin, ts)
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        coin TEXT,
+        ts REAL NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE predictions (
+        id INTEGER PRIMARY KEY REFERENCES events (id),
+        coin TEXT NOT NULL,
+        made_at REAL NOT NULL,
+        target_at REAL NOT NULL,
+        price REAL NOT NULL,
+        forecast REAL NOT NULL,
+        lower REAL NOT NULL,
+        upper REAL NOT NULL,
+        model TEXT NOT NULL,
+        tick_id INTEGER NOT NULL REFERENCES ticks (id)
+    );
+    CREATE INDEX predictions_coin_made_at ON predictions (coin, made_at);
+    CREATE TABLE outcomes (
+        prediction_id INTEGER PRIMARY KEY REFERENCES predictions (id),
+        actual REAL NOT NULL,
+        error REAL NOT NULL,
+        covered INTEGER NOT NULL,
+        settled_at REAL NOT NULL,
+        event_id INTEGER NOT NULL REFERENCES events (id)
+    );
+    CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY,
+        coin TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_tick_id INTEGER NOT NULL,
+        river_version TEXT NOT NULL,
+        python_version TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        blob BLOB NOT NULL
+    );
+    CREATE INDEX checkpoints_coin ON checkpoints (coin, id);
+    CREATE VIEW pending_labels AS
+        SELECT p.id AS prediction_id, p.coin, p.made_at, p.target_at, p.price, p.forecast
+        FROM predictions p
+        WHERE NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.prediction_id = p.id)
+          AND p.target_at > (SELECT MAX(t.ts) FROM ticks t WHERE t.coin = p.coin);
+    """,
+}
+
+KEEP_CHECKPOINTS = 3
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One stored SSE event."""
+
+    id: int
+    kind: str
+    coin: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: int
+    coin: str
+    created_at: float
+    last_tick_id: int
+    river_version: str
+    python_version: str
+    size: int
+    blob: bytes
+
+
+def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    try:
+        if readonly:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                   check_same_thread=False, timeout=10)
+        else:
+            conn = sqlite3.connect(path, check_same_thread=False, timeout=10,
+                                   isolation_level=None)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from None
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def prediction_json(p: Prediction) -> dict[str, Any]:
+    """The stored (UTC, language-neutral) form of a prediction, used in event data."""
+    return {
+        "coin": p.coin, "made_at": p.made_at.timestamp(), "target_at": p.target_at.timestamp(),
+        "price": p.price, "forecast": p.forecast, "lower": p.lower, "upper": p.upper,
+        "model": p.model,
+    }
+
+
+class Store:
+    """The SQLite database of one engine. Thread-safe: writes are serialised by a lock."""
+
+    def __init__(self, path: Path | str, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        if not readonly:
+            if not self.path.parent.exists():
+                raise StoreError(
+                    f"cannot open database {self.path}: folder {self.path.parent} does not exist"
+                )
+        elif not self.path.exists():
+            raise StoreError(f"cannot open database {self.path}: no such file")
+        self._lock = threading.RLock()
+        self._conn = _connect(self.path, readonly)
+        if not readonly:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+            except sqlite3.Error as exc:
+                self._conn.close()
+                raise StoreError(f"cannot use database {self.path}: {exc}") from None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {self.path} has schema {current}; this CryptoTech knows up to "
+                f"{SCHEMA_VERSION}: upgrade CryptoTech"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            with self.transaction() as tx:
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+                tx.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on any error)."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"database {self.path}: {exc}") from None
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A short-lived read-only connection (safe to use from any thread)."""
+        conn = _connect(self.path, readonly=True)
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {exc}") from None
+        finally:
+            conn.close()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def commit_tick(self, tick: Tick, prediction: Prediction | None,
+                    outcomes: Sequence[Outcome], extra_events: Sequence[tuple[str, dict]] = ()
+                    ) -> tuple[int, list[StoredEvent]] | None:
+        """Store a tick and everything it caused in one transaction.
+
+        Returns the tick id and the stored events in id order, or ``None`` when the tick is
+        already stored (same coin and timestamp): it is then a duplicate and nothing changes.
+        """
+        now = time.time()
+        events: list[StoredEvent] = []
+        with self.transaction() as tx:
+            cur = tx.execute(
+                "INSERT OR IGNORE INTO ticks (coin, ts, price, market_cap, volume_24h, change_24h)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (tick.coin, tick.epoch, tick.price, _finite(tick.market_cap),
+                 _finite(tick.volume_24h), _finite(tick.change_24h)),
+            )
+            if cur.rowcount == 0:
+                return None
+            tick_id = cur.lastrowid
+
+            def event(kind: str, coin: str | None, data: dict) -> int:
+                c = tx.execute("INSERT INTO events (kind, coin, ts, data) VALUES (?, ?, ?, ?)",
+                               (kind, coin, now, json.dumps(data, allow_nan=False)))
+                events.append(StoredEvent(c.lastrowid, kind, coin, data))
+                return c.lastrowid
+
+            event("tick", tick.coin, {"coin": tick.coin, "ts": tick.epoch, "price": tick.price,
+                                      "market_cap": _finite(tick.market_cap),
+                                      "volume_24h": _finite(tick.volume_24h),
+                                      "change_24h": _finite(tick.change_24h)})
+            for outcome in outcomes:
+                p = outcome.prediction
+                row = tx.execute("SELECT id FROM predictions WHERE coin = ? AND made_at = ?",
+                                 (p.coin, p.made_at.timestamp())).fetchone()
+                if row is None:  # its prediction predates the retained history
+                    continue
+                data = prediction_json(p) | {"prediction_id": row[0], "actual": outcome.actual,
+                                             "error": outcome.error, "covered": outcome.covered}
+                eid = event("resultado", p.coin, data)
+                tx.execute("INSERT INTO outcomes (prediction_id, actual, error, covered,"
+                           " settled_at, event_id) VALUES (?, ?, ?, ?, ?, ?)",
+                           (row[0], outcome.actual, outcome.error, int(outcome.covered),
+                            tick.epoch, eid))
+            if prediction is not None:
+                pid = event("previsao", prediction.coin, prediction_json(prediction))
+                p = prediction
+                tx.execute("INSERT INTO predictions (id, coin, made_at, target_at, price,"
+                           " forecast, lower, upper, model, tick_id)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (pid, p.coin, p.made_at.timestamp(), p.target_at.timestamp(),
+                            p.price, p.forecast, p.lower, p.upper, p.model, tick_id))
+            for kind, data in extra_events:
+                event(kind, tick.coin, data)
+        return tick_id, events
+
+    def save_checkpoint(self, coin: str, last_tick_id: int, blob: bytes, river_version: str,
+                        python_version: str, keep: int = KEEP_CHECKPOINTS) -> int:
+        """Store a learner checkpoint and keep only the newest ``keep`` of that coin."""
+        with self.transaction() as tx:
+            cur = tx.execute(
+                "INSERT INTO checkpoints (coin, created_at, last_tick_id, river_version,"
+                " python_version, size, blob) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (coin, time.time(), last_tick_id, river_version, python_version, len(blob), blob),
+            )
+            tx.execute("DELETE FROM checkpoints WHERE coin = ? AND id NOT IN (SELECT id FROM"
+                       " checkpoints WHERE coin = ? ORDER BY id DESC LIMIT ?)", (coin, coin, keep))
+            return cur.lastrowid
+
+    def prune(self, before_ts: float) -> int:
+        """Delete raw ticks (and their stored events) older than ``before_ts``.
+
+        Never deletes a tick that recovery needs: every tick after the oldest kept checkpoint
+        of its coin stays, and so does each coin's newest tick.
+        """
+        with self.transaction() as tx:
+            cur = tx.execute(
+                """DELETE FROM ticks WHERE ts < ?
+                   AND id <= COALESCE((SELECT MIN(c.last_tick_id) FROM checkpoints c
+                                       WHERE c.coin = ticks.coin), -1)
+                   AND id < (SELECT MAX(t2.id) FROM ticks t2 WHERE t2.coin = ticks.coin)
+                   AND id NOT IN (SELECT tick_id FROM predictions)""",
+                (before_ts,),
+            )
+            tx.execute("DELETE FROM events WHERE kind = 'tick' AND ts < ?", (before_ts,))
+            return cur.rowcount
+
+    # -- reading -------------------------------------------------------------------------
+
+    def checkpoints(self, coin: str) -> list[Checkpoint]:
+        """Checkpoints of ``coin``, newest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, coin, created_at, last_tick_id, river_version, python_version, size,"
+                " blob FROM checkpoints WHERE coin = ? ORDER BY id DESC", (coin,)).fetchall()
+        return [Checkpoint(*row) for row in rows]
+
+    def ticks_after(self, coin: str, tick_id: int) -> Iterator[tuple[int, Tick]]:
+        """Stored ticks of ``coin`` with an id above ``tick_id``, in id order."""
+        with self.reading() as conn:
+            cur = conn.execute(
+                "SELECT id, ts, price, market_cap, volume_24h, change_24h FROM ticks"
+                " WHERE coin = ? AND id > ? ORDER BY id", (coin, tick_id))
+            for row in cur:
+                yield row[0], Tick(coin, from_epoch(row[1]), row[2], row[3], row[4], row[5])
+
+    def last_ticks(self) -> dict[str, tuple[int, float]]:
+        """Per coin: (id, ts) of the newest stored tick."""
+        with self.reading() as conn:
+            rows = conn.execute("SELECT coin, MAX(id), MAX(ts) FROM ticks GROUP BY coin")
+            return {coin: (tid, ts) for coin, tid, ts in rows}
+
+    def counts(self) -> dict[str, int]:
+        with self.reading() as conn:
+            return {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                    for table in ("ticks", "predictions", "outcomes", "events", "checkpoints")}
+
+    def latest_prediction(self, coin: str) -> dict[str, Any] | None:
+        with self.reading() as conn:
+            conn.row_factory = sqlite3.Row
+            row = conn.execute("SELECT * FROM predictions WHERE coin = ? ORDER BY id DESC"
+                               " LIMIT 1", (coin,)).fetchone()
+            return dict(row) if row else None
+
+    def predictions(self, coin: str, start: float | None = None, end: float | None = None,
+                    after_id: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Predictions of ``coin`` (made_at in [start, end]) with their outcome if settled,
+        in id order, streamed row by row."""
+        sql = ("SELECT p.id, p.coin, p.made_at, p.target_at, p.price, p.forecast, p.lower,"
+               " p.upper, p.model, o.actual, o.error, o.covered FROM predictions p"
+               " LEFT JOIN outcomes o ON o.prediction_id = p.id"
+               " WHERE p.coin = ? AND p.id > ?")
+        args: list[Any] = [coin, after_id]
+        if start is not None:
+            sql += " AND p.made_at >= ?"
+            args.append(start)
+        if end is not None:
+            sql += " AND p.made_at <= ?"
+            args.append(end)
+        sql += " ORDER BY p.id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self.reading() as conn:
+            conn.row_factory = sqlite3.Row
+            for row in conn.execute(sql, args):
+                yield dict(row)
+
+    def events_after(self, event_id: int, coins: set[str] | None = None,
+                     limit: int = 10_000) -> list[StoredEvent]:
+        """Stored events with an id above ``event_id`` (optionally of some coins), in order."""
+        sql, args = "SELECT id, kind, coin, data FROM events WHERE id > ?", [event_id]
+        if coins is not None:
+            sql += f" AND (coin IS NULL OR coin IN ({', '.join('?' * len(coins))}))"
+            args += sorted(coins)
+        with self.reading() as conn:
+            rows = conn.execute(sql + " ORDER BY id LIMIT ?", [*args, limit]).fetchall()
+        return [StoredEvent(i, k, c, json.loads(d)) for i, k, c, d in rows]
+
+    def event_id_range(self) -> tuple[int, int]:
+        """(oldest, newest) stored event id; (0, 0) when there is none."""
+        with self.reading() as conn:
+            lo, hi = conn.execute("SELECT MIN(id), MAX(id) FROM events").fetchone()
+        return lo or 0, hi or 0
+
+    def recent_ticks(self, coin: str, since: float | None = None,
+                     limit: int = 5000) -> list[tuple[float, float]]:
+        """(ts, price) of ``coin`` at or after ``since``, oldest first, at most ``limit``."""
+        with self.reading() as conn:
+            rows = conn.execute(
+                "SELECT ts, price FROM (SELECT ts, price FROM ticks WHERE coin = ? AND ts >= ?"
+                " ORDER BY ts DESC LIMIT ?) ORDER BY ts", (coin, since or 0.0, limit)).fetchall()
+        return rows
+
+    def integrity_check(self) -> str:
+        with self._lock:
+            return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
