@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     _server_flags(demo)
     demo.add_argument("--speed", type=float, default=3600.0,
                       help="market seconds per wall second (default 3600)")
+    demo.add_argument("--laps", type=int, default=None,
+                      help="stop the replay after this many passes over the data "
+                           "(default: start again, shifted in time, forever)")
     demo.add_argument("--config", type=Path, help="settings file (default ./config.toml)")
     demo.set_defaults(func=cmd_demo)
 
@@ -148,7 +151,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     with Store(settings.store.path) as store:
         resume = {coin: ts for coin, (_, ts) in store.last_ticks().items()}
-    source = ReplaySource(inputs, speed=args.speed, resume_after=resume)
+    source = ReplaySource(inputs, speed=args.speed, resume_after=resume, laps=args.laps)
     return serve(settings, source, f"CryptoTech demo: dados reais de 30 dias a {args.speed:g}x")
 
 

@@ -290,19 +290,20 @@ class ReplaySource:
     rest is paced so that ``speed`` seconds of market pass per second of wall time. Ticks at
     or before ``resume_after[coin]`` (what the store already holds) are skipped. When the data
     ends it starts again, shifted in time and scaled to continue from the last price, so a
-    demo can be left running; every lap is logged.
+    demo can be left running (every lap is logged), unless ``laps`` bounds the number of
+    passes.
     """
 
     def __init__(self, inputs: Iterable[tuple[str, Path]], speed: float = 3600.0,
                  warmup: float = 86400.0, resume_after: Mapping[str, float] | None = None,
-                 loop: bool = True):
+                 laps: int | None = None):
         from cryptotech.sources.base import SourceStatus
 
         self.replay = Replay(inputs)
         self.speed = speed
         self.warmup = warmup
         self.resume_after = dict(resume_after or {})
-        self.loop = loop
+        self.laps = laps
         self.status = SourceStatus(source="replay")
         self.status.credit_budget = 0
         for s in self.replay.summaries:
@@ -325,7 +326,7 @@ class ReplaySource:
             for t in ticks:
                 yield Tick(t.coin, from_epoch(t.epoch + shift), t.price * scale[t.coin],
                            t.market_cap, t.volume_24h, t.change_24h) if lap else t
-            if not self.loop:
+            if self.laps is not None and lap + 1 >= self.laps:
                 return
             last = {}
             for t in ticks:
@@ -363,3 +364,4 @@ class ReplaySource:
             self.status.last_ok_at = utc(tick.ts)
             self.status.last_tick_at[tick.coin] = tick.ts
             yield tick
+        self.status.change("stale", "replay finished: no more data")

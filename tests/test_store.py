@@ -1,0 +1,134 @@
+import os
+import sqlite3
+import stat
+from datetime import timedelta
+
+import pytest
+
+from conftest import model_settings, random_walk
+from cryptotech.domain import Outcome
+from cryptotech.errors import StoreError
+from cryptotech.learning.learner import CoinLearner
+from cryptotech.store import SCHEMA_VERSION, Store
+
+
+def feed(store, ticks, learner=None):
+    learner = learner or CoinLearner(ticks[0].coin, model_settings())
+    results = []
+    for tick in ticks:
+        p, o = learner.process(tick)
+        results.append(store.commit_tick(tick, p, o))
+    return learner, results
+
+
+def test_schema_pragmas_and_version(tmp_path):
+    with Store(tmp_path / "a.db") as store:
+        conn = store._conn
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"ticks", "predictions", "outcomes", "events", "checkpoints",
+                "pending_labels", "schema_version"} <= tables
+    with Store(tmp_path / "a.db") as store:  # reopening migrates nothing twice
+        rows = store._conn.execute("SELECT version FROM schema_version").fetchall()
+        assert rows == [(SCHEMA_VERSION,)]
+
+
+def test_newer_schema_is_refused_with_a_clear_error(tmp_path):
+    Store(tmp_path / "a.db").close()
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        conn.execute("INSERT INTO schema_version VALUES (99)")
+    with pytest.raises(StoreError, match="schema 99.*upgrade"):
+        Store(tmp_path / "a.db")
+
+
+def test_a_tick_and_everything_it_caused_share_one_transaction(tmp_path):
+    ticks = random_walk(40)
+    with Store(tmp_path / "a.db") as store:
+        _, results = feed(store, ticks)
+        counts = store.counts()
+        assert counts["ticks"] == 40
+        assert counts["predictions"] == 39  # the first tick has no volatility yet
+        assert counts["outcomes"] == 40 - 1 - 12
+        kinds = [e.kind for _, evs in results[13:14] for e in evs]
+        assert kinds == ["tick", "resultado", "previsao"]
+        ids = [e.id for _, evs in results for e in evs]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        # predictions.id is the id of its `previsao` event
+        last = store.latest_prediction("btc")
+        assert last["id"] == [e.id for e in results[-1][1] if e.kind == "previsao"][0]
+        pending = store._conn.execute("SELECT COUNT(*) FROM pending_labels").fetchone()[0]
+        assert pending == 12
+
+
+def test_failed_transaction_leaves_nothing_behind(tmp_path):
+    ticks = random_walk(20)
+    with Store(tmp_path / "a.db") as store:
+        learner, _ = feed(store, ticks[:19])
+        before = store.counts()
+        p, o = learner.process(ticks[19])
+        broken = [Outcome(o[0].prediction, float("nan"))] if o else []
+        with pytest.raises((StoreError, ValueError)):
+            store.commit_tick(ticks[19], p, broken or [Outcome(p, float("nan"))])
+        assert store.counts() == before
+
+
+def test_duplicate_tick_changes_nothing(tmp_path):
+    ticks = random_walk(5)
+    with Store(tmp_path / "a.db") as store:
+        feed(store, ticks)
+        before = store.counts()
+        assert store.commit_tick(ticks[2], None, []) is None
+        assert store.counts() == before
+
+
+def test_checkpoints_keep_the_newest_three(tmp_path):
+    with Store(tmp_path / "a.db") as store:
+        for i in range(5):
+            store.save_checkpoint("btc", i, b"x" * i, "r", "p")
+        assert [c.last_tick_id for c in store.checkpoints("btc")] == [4, 3, 2]
+
+
+def test_retention_never_deletes_what_recovery_needs(tmp_path):
+    ticks = random_walk(300)
+    with Store(tmp_path / "a.db") as store:
+        learner, results = feed(store, ticks)
+        store.save_checkpoint("btc", results[150][0], b"cp", "r", "p")
+        cutoff = ticks[250].epoch
+        store.prune(cutoff)
+        kept = [tid for tid, _ in store.ticks_after("btc", 0)]
+        # ticks after the checkpoint all stay, whatever their age
+        assert all(r[0] in kept for r in results[151:])
+        # and ticks that predictions point to stay (foreign keys hold)
+        assert store.integrity_check() == "ok"
+        assert store._conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_missing_folder_and_read_only_file_give_clear_errors(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(tmp_path / "nope" / "a.db")
+    path = tmp_path / "ro.db"
+    Store(path).close()
+    if os.geteuid() == 0:
+        # root ignores file permissions; a read-only open is the closest honest check
+        with Store(path, readonly=True) as store:
+            with pytest.raises(StoreError):
+                feed(store, random_walk(3))
+    else:  # pragma: no cover - depends on the user running the tests
+        path.chmod(stat.S_IRUSR)
+        with pytest.raises(StoreError):
+            with Store(path) as store:
+                feed(store, random_walk(3))
+
+
+def test_full_disk_is_a_clear_error_and_no_corruption(tmp_path):
+    path = tmp_path / "full.db"
+    with Store(path) as store:
+        store._conn.execute("PRAGMA max_page_count = 40")
+        with pytest.raises(StoreError, match="full"):
+            feed(store, random_walk(2000))
+        assert store.integrity_check() == "ok"
+        n = store.counts()["ticks"]
+    with Store(path) as store:
+        assert store.counts()["ticks"] == n > 0
