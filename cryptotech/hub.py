@@ -91,11 +91,14 @@ class Hub:
                 self.unsubscribe(sub)
 
     def close_all(self, farewell: Event | None = None) -> None:
-        """Say goodbye to everyone (best effort) and end their streams."""
+        """Say goodbye to everyone and end their streams.
+
+        What is still queued is dropped so that the farewell is next: stored events are
+        replayed to the client when it reconnects with ``Last-Event-ID``.
+        """
         for sub in list(self._subs):
             if farewell is not None:
-                try:
-                    sub.queue.put_nowait(farewell)
-                except asyncio.QueueFull:
-                    pass
+                while not sub.queue.empty():
+                    sub.queue.get_nowait()
+                sub.queue.put_nowait(farewell)
             self.unsubscribe(sub)

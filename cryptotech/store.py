@@ -398,6 +398,24 @@ class Store:
             lo, hi = conn.execute("SELECT MIN(id), MAX(id) FROM events").fetchone()
         return lo or 0, hi or 0
 
+    def replay_floor(self) -> int:
+        """The lowest event id a client may resume after and still get every later event.
+
+        Every tick starts the group of events it causes, and pruning deletes old ``tick``
+        events only, so the history is complete after the oldest stored ``tick`` event. A
+        client whose last id is below this floor missed events that are gone. 0 when nothing
+        was pruned (or nothing is stored).
+        """
+        with self.reading() as conn:
+            first_tick, newest = conn.execute(
+                "SELECT (SELECT MIN(id) FROM events WHERE kind = 'tick'),"
+                " (SELECT MAX(id) FROM events)").fetchone()
+        if newest is None:
+            return 0
+        if first_tick is None:  # every tick event was pruned
+            return newest
+        return first_tick - 1
+
     def recent_ticks(self, coin: str, since: float | None = None,
                      limit: int = 5000) -> list[tuple[float, float]]:
         """(ts, price) of ``coin`` at or after ``since``, oldest first, at most ``limit``."""

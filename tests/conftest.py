@@ -41,3 +41,139 @@ def random_walk(n: int, coin: str = "btc", step: timedelta = timedelta(minutes=5
             r += drift_fn(ticks)
         lp += r
     return ticks
+
+
+# -- a real uvicorn for API and SSE tests ------------------------------------------------------
+
+
+class FeedSource:
+    """A price source the test feeds by hand, from its own thread (``feed(ticks)``)."""
+
+    def __init__(self):
+        import threading
+
+        from cryptotech.sources.base import SourceStatus
+
+        self.status = SourceStatus(source="teste")
+        self._ready = threading.Event()
+        self._loop = None
+        self._queue = None
+
+    async def backfill(self):
+        return []
+
+    async def stream(self):
+        import asyncio
+
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        self.status.change("live", "ticks fed by the test")
+        self._ready.set()
+        while True:
+            tick = await self._queue.get()
+            self.status.last_tick_at[tick.coin] = tick.ts
+            yield tick
+
+    def feed(self, ticks) -> None:
+        assert self._ready.wait(10), "the engine never started reading the source"
+        for tick in ticks:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, tick)
+
+
+class LiveServer:
+    """A real uvicorn serving ``app`` on a free port of 127.0.0.1, in a background thread.
+
+    ``with LiveServer(app) as server:`` starts it (lifespan included) and stops it on exit,
+    streams first (``begin_shutdown``: every SSE stream gets its farewell), bounded in time.
+    ``server.call(fn, *args)`` runs ``fn`` on the server's event loop and returns its result.
+    """
+
+    def __init__(self, app, graceful_timeout: float = 2.0):
+        self.app = app
+        self.graceful_timeout = graceful_timeout
+        self.loop = None
+        self.server = None
+        self.thread = None
+        self.url = ""
+
+    def __enter__(self) -> "LiveServer":
+        import asyncio
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.url = "http://127.0.0.1:%d" % sock.getsockname()[1]
+        config = uvicorn.Config(self.app, lifespan="on", log_level="warning", ws="none",
+                                timeout_graceful_shutdown=self.graceful_timeout)
+        self.server = uvicorn.Server(config)
+
+        async def serve():
+            self.loop = asyncio.get_running_loop()
+            await self.server.serve(sockets=[sock])
+
+        self.thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True,
+                                       name="uvicorn-test")
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                sock.close()
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def call(self, fn, *args, timeout: float = 10.0):
+        import asyncio
+
+        async def run():
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
+
+    @property
+    def state(self):
+        return self.app.state
+
+    def stop(self) -> None:
+        from cryptotech.api.app import begin_shutdown
+
+        if self.thread is None or not self.thread.is_alive():
+            return
+        self.loop.call_soon_threadsafe(begin_shutdown, self.app)
+        self.server.should_exit = True
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "the test server did not stop within 15 s"
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.02) -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def api_settings(tmp_path, **changes):
+    """Settings for API tests: btc and eth, the linear candidate, a temporary database."""
+    from cryptotech.config import Settings
+
+    base = {"coins": {"btc": "bitcoin", "eth": "ethereum"},
+            "model": {"candidates": ["bayes_linear"]},
+            "store": {"path": str(tmp_path / "api.db")},
+            "source": {"backfill": False}}
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return Settings(**base)

@@ -1,50 +1,151 @@
 """The app factory: one FastAPI app whose lifespan runs the engine.
 
-``create_app(settings, source)`` opens the store, builds the hub and the engine, starts the
-engine when the server starts and stops it (final checkpoint) when the server stops.
+``create_app(settings, source)`` builds the app: the REST routes (:mod:`.routes`), the SSE
+stream (:mod:`.stream`), the Portuguese error handlers (:mod:`.errors`) and, when
+``api.cors_origins`` lists any, a CORS allow-list for GET/HEAD. Its lifespan opens the
+store, builds the hub and the engine, starts the engine, publishes a ``status`` event every
+``status_every`` seconds and watches for shutdown. On shutdown every SSE stream gets an
+``adeus`` event, the engine stops (final checkpoint) and the store closes.
+
+Shutdown and open streams: uvicorn waits for open connections before it runs the lifespan's
+shutdown, and an SSE stream never ends by itself. On SIGINT/SIGTERM sse-starlette (imported
+by :mod:`.stream`) sets ``AppStatus.should_exit``; the lifespan's watcher sees it within
+0.2 s and sends the farewell, which ends every stream, so uvicorn proceeds at once. A server
+that is stopped without a signal (tests, embedding) calls :func:`begin_shutdown` first.
+
+Other apps (the Dash dashboard at ``/painel/``) are added with ``extensions``: callables that
+receive the FastAPI app and the settings after the API's routes are in place, e.g.
+``create_app(settings, source, extensions=[mount_dashboard])``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from sse_starlette.sse import AppStatus
 
 from cryptotech import __version__
+from cryptotech.api import errors, routes, stream
+from cryptotech.api.present import Presenter
 from cryptotech.config import Settings
 from cryptotech.engine import Engine
-from cryptotech.hub import Event, Hub
+from cryptotech.hub import Event
 from cryptotech.sources.base import PriceSource
 from cryptotech.store import Store
 
+log = logging.getLogger("cryptotech.api")
 
-def create_app(settings: Settings, source: PriceSource | None = None) -> FastAPI:
+Extension = Callable[[FastAPI, Settings], None]
+
+DESCRIPTION = """Previsões de preço de criptomoedas que aprendem a cada novo preço.
+
+Cada moeda tem modelos online (River) que preveem o preço daqui a um horizonte (padrão 1 h),
+com intervalo de previsão, e são comparados o tempo todo com a persistência ("o preço fica
+igual"). Todos os horários estão no fuso configurado, em ISO-8601 com deslocamento.
+
+* [Página inicial](/) · [Status](/status) · [Moedas](/moedas) · [ReDoc](/redoc)
+* `GET /stream`: eventos ao vivo (Server-Sent Events).
+
+A API é somente leitura (GET e HEAD). Erros vêm em JSON com `detalhe` em português."""
+
+
+def create_app(settings: Settings, source: PriceSource | None = None, *,
+               status_every: float = 5.0, extensions: Sequence[Extension] = ()) -> FastAPI:
     """The whole product as one ASGI app (engine in its lifespan)."""
+    presenter = Presenter(settings)
+    coins = list(settings.coins)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.store.path)
-        hub = Hub(settings.api.max_subscribers, settings.api.subscriber_queue)
+        hub = stream.StreamHub(presenter.event, settings.api.max_subscribers,
+                               settings.api.subscriber_queue)
         engine = Engine(settings, store, hub, source)
-        app.state.settings, app.state.store = settings, store
-        app.state.hub, app.state.engine = hub, engine
-        await engine.start()
+        state = app.state
+        state.settings, state.store, state.hub, state.engine = settings, store, hub, engine
+        state.presenter = presenter
+        state.closing = asyncio.Event()
+        tasks: list[asyncio.Task] = []
         try:
+            await engine.start()
+            tasks = [
+                asyncio.create_task(_publish_status(app, status_every), name="api-status"),
+                asyncio.create_task(_watch_shutdown(app), name="api-shutdown-watch"),
+            ]
             yield
         finally:
-            hub.close_all(Event("adeus", {"mensagem": "servidor encerrando"}))
+            state.closing.set()
+            hub.close_all(stream.farewell())
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await engine.stop()
             store.close()
 
-    app = FastAPI(title="CryptoTech", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="CryptoTech",
+        summary="Previsões de criptomoedas em tempo real, em português",
+        description=DESCRIPTION,
+        version=__version__,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "previsões", "description": "Previsão atual, histórico e métricas"},
+            {"name": "tempo real", "description": "Eventos ao vivo (SSE)"},
+            {"name": "serviço", "description": "Status e moedas configuradas"},
+        ],
+        swagger_ui_parameters={"defaultModelsExpandDepth": 0, "tryItOutEnabled": True},
+    )
+    errors.install(app, coins)
+    if settings.api.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
 
-    @app.get("/status")
-    async def status(request: Request) -> dict:
-        return request.app.state.engine.status()
-
-    @app.get("/moedas")
-    async def moedas(request: Request) -> dict:
-        return {"moedas": list(request.app.state.settings.coins)}
-
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.api.cors_origins),
+                           allow_methods=["GET", "HEAD"], allow_headers=["Last-Event-ID"],
+                           allow_credentials=False)
+    app.include_router(routes.build_router(settings, presenter))
+    app.include_router(stream.build_router(coins))
+    for extension in extensions:
+        extension(app, settings)
     return app
+
+
+def begin_shutdown(app: FastAPI) -> None:
+    """Say farewell to every stream now (call on the server's event loop).
+
+    Needed only when the server is stopped without SIGINT/SIGTERM (a test, an embedding);
+    the signals are seen by the lifespan's watcher.
+    """
+    closing = getattr(app.state, "closing", None)
+    if closing is not None:
+        closing.set()
+
+
+async def _watch_shutdown(app: FastAPI) -> None:
+    """Farewell to every stream as soon as the server starts to stop."""
+    state = app.state
+    while not (AppStatus.should_exit or state.closing.is_set()):
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(state.closing.wait(), 0.2)
+    state.closing.set()
+    state.hub.close_all(stream.farewell())
+
+
+async def _publish_status(app: FastAPI, every: float) -> None:
+    """A short ``status`` event every ``every`` seconds (steady rhythm)."""
+    loop = asyncio.get_running_loop()
+    state = app.state
+    next_at = loop.time()
+    while True:
+        next_at = max(next_at + every, loop.time())
+        await asyncio.sleep(next_at - loop.time())
+        if state.hub.subscribers:
+            brief = state.presenter.status_brief(state.engine, state.hub.subscribers,
+                                                 state.hub.last_id)
+            state.hub.publish(Event("status", brief.model_dump(mode="json")))

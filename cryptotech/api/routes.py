@@ -1,0 +1,244 @@
+"""The REST routes of the seed, in Portuguese: ``/``, ``/status``, ``/moedas``,
+``/prever/{moeda}``, ``/previsoes/{moeda}`` (JSON pages or a streamed CSV) and
+``/metricas/{moeda}``.
+
+Read-only: every route answers GET and HEAD, nothing else. ``{moeda}`` is an enum built
+from the configured coins (a dropdown in ``/docs``); an unknown coin is a 404. Routes that
+read the store are plain functions, which FastAPI runs in its thread pool, so a query never
+blocks the event loop that serves the SSE streams.
+"""
+
+import csv
+import io
+import time
+from collections.abc import Callable, Iterator
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+
+from cryptotech.api import schemas as s
+from cryptotech.api.errors import invalid, reject_unknown_query
+from cryptotech.api.home import home_page
+from cryptotech.api.present import Presenter
+from cryptotech.api.timefmt import INSTANT_PATTERN, parse_instant
+from cryptotech.config import Settings
+from cryptotech.store import Store
+
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 1000
+MAX_ID = 2**62
+CSV_FLUSH_ROWS = 1000
+CSV_COLUMNS = ["id", "moeda", "feita_em", "alvo_em", "preco_atual", "previsao",
+               "limite_inferior", "limite_superior", "variacao_prevista_pct", "modelo",
+               "situacao", "preco_real", "erro", "erro_pct", "dentro_do_intervalo"]
+
+
+def coin_enum(coins: list[str]) -> type[Enum]:
+    """The ``{moeda}`` path type: one member per configured coin (a dropdown in /docs).
+
+    >>> [m.value for m in coin_enum(["btc", "eth"])]
+    ['btc', 'eth']
+    """
+    return Enum("Moeda", {coin: coin for coin in coins}, type=str)  # type: ignore[return-value]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described = {404: "Moeda não configurada", 422: "Parâmetro inválido",
+                 503: "Banco de dados indisponível"}
+    return {code: {"model": s.Erro, "description": described[code]} for code in codes}
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "sim" if value else "nao"
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def csv_chunks(store: Store, presenter: Presenter, coin: str, start: float | None,
+               end: float | None, after_id: int, limit: int | None) -> Iterator[str]:
+    """The CSV export, in chunks of :data:`CSV_FLUSH_ROWS` rows (never the whole range)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    rows = 0
+    for row in store.predictions(coin, start, end, after_id, limit):
+        p = presenter.prediction(row).model_dump()
+        p["feita_em"] = p["feita_em"].isoformat()
+        p["alvo_em"] = p["alvo_em"].isoformat()
+        writer.writerow([_csv_value(p[c]) for c in CSV_COLUMNS])
+        rows += 1
+        if rows % CSV_FLUSH_ROWS == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def _file_time(epoch: float | None, presenter: Presenter) -> str:
+    value = presenter.time(epoch)
+    return "" if value is None else value.strftime("%Y%m%dT%H%M")
+
+
+def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
+    """The REST routes for one app's settings."""
+    coins = list(settings.coins)
+    Moeda = coin_enum(coins)
+    zone = settings.zone
+    router = APIRouter(dependencies=[Depends(reject_unknown_query)])
+    coin_path = Annotated[Moeda, Path(description="Símbolo da moeda (veja /moedas)")]
+
+    def get(path: str, **kwargs: Any) -> Callable:
+        """GET (documented) and HEAD (same handler, not in the schema)."""
+
+        def register(fn: Callable) -> Callable:
+            router.add_api_route(path, fn, methods=["GET"], **kwargs)
+            head = {k: v for k, v in kwargs.items() if k not in ("summary", "description",
+                                                                  "responses", "tags")}
+            router.add_api_route(path, fn, methods=["HEAD"], include_in_schema=False, **head)
+            return fn
+
+        return register
+
+    @get("/", response_class=HTMLResponse, summary="Página inicial", tags=["serviço"],
+         responses={200: {"description": "Página HTML com links"}})
+    async def inicio() -> HTMLResponse:
+        return HTMLResponse(home_page(coins, settings))
+
+    @get("/status", response_model=s.Status, summary="Pulsação do serviço", tags=["serviço"],
+         description="Fonte de preços, último preço por moeda, entradas recusadas, créditos "
+                     "usados, assinantes do /stream, modelo em uso por moeda e versão.",
+         responses=_errors(503))
+    def status(request: Request) -> s.Status:
+        state = request.app.state
+        counts = state.store.counts()
+        last_id = max(state.hub.last_id, state.store.event_id_range()[1])
+        return presenter.status(state.engine, counts, last_id, state.hub.max_subscribers)
+
+    @get("/moedas", response_model=s.Moedas, summary="Moedas configuradas", tags=["serviço"])
+    async def moedas() -> s.Moedas:
+        return s.Moedas(moedas=coins,
+                        detalhes=[s.MoedaInfo(simbolo=c, id_coingecko=settings.coins[c])
+                                  for c in coins],
+                        moeda_cotacao=settings.vs_currency)
+
+    @get("/prever/{moeda}", response_model=s.PrevisaoAtual, tags=["previsões"],
+         summary="Previsão atual para daqui a um horizonte",
+         description="A previsão mais recente da moeda para agora + horizonte (padrão 1 h): "
+                     "preço atual, previsão, intervalo, modelo, horários e o contexto honesto "
+                     "(skill contra a persistência, cobertura do intervalo e quantos resultados "
+                     "já foram conferidos). 503 enquanto a moeda aquece, com o motivo e quando "
+                     "uma previsão é esperada.",
+         responses={**_errors(404, 422),
+                    503: {"model": s.Indisponivel,
+                          "description": "Ainda sem previsão (aquecendo) ou banco indisponível",
+                          "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                                      "description": "Segundos"}}}})
+    def prever(moeda: coin_path, request: Request) -> Any:
+        state = request.app.state
+        coin = moeda.value
+        row = state.store.latest_prediction(coin)
+        learner = state.engine.learners[coin]
+        if row is None:
+            return _warming_up(coin, state.engine, learner)
+        return presenter.current(row, learner.metrics())
+
+    def _warming_up(coin: str, engine: Any, learner: Any) -> JSONResponse:
+        poll = settings.source.poll_interval.total_seconds()
+        src = engine.source.status if engine.source is not None else None
+        next_poll = getattr(src, "next_poll_at", None)
+        now = time.time()
+        expected = next_poll.timestamp() if next_poll is not None else now + poll
+        wait = max(1, int(round(expected - now)))
+        seen = learner.ticks_seen
+        if seen == 0:
+            motivo = "sem_dados"
+            state = f"; fonte: {src.state} ({src.message})" if src is not None else ""
+            detail = f"{coin}: nenhum preço recebido ainda{state}"
+        else:
+            motivo = "aquecendo"
+            detail = (f"{coin}: aquecendo; {seen} preço(s) recebido(s). A primeira previsão sai "
+                      "quando houver dois preços diferentes para estimar a volatilidade")
+        body = s.Indisponivel(detalhe=detail, motivo=motivo, precos_recebidos=seen,
+                              previsao_esperada_em=presenter.time(now + wait),
+                              tentar_novamente_em_segundos=wait)
+        return JSONResponse(body.model_dump(mode="json"), status_code=503,
+                            headers={"Retry-After": str(wait)})
+
+    instant = dict(pattern=INSTANT_PATTERN, max_length=40, examples=["2025-01-31T14:30"])
+
+    @get("/previsoes/{moeda}", response_model=s.PaginaPrevisoes, tags=["previsões"],
+         summary="Histórico de previsões (filtros, páginas e CSV)",
+         description="Previsões com o resultado quando já conhecido, da mais antiga para a mais "
+                     "nova. `inicio`/`fim` filtram pelo horário em que a previsão foi feita: "
+                     "AAAA-MM-DDTHH:MM, com ou sem fuso (sem fuso vale "
+                     f"{settings.timezone}). Páginas de até `limite` itens; siga "
+                     "`proxima_pagina` (ou passe `apos_id`). Com `exportar_csv=true` o "
+                     "histórico inteiro do filtro vem como arquivo CSV, enviado em partes.",
+         responses={**_errors(404, 422, 503),
+                    200: {"description": "Página JSON, ou CSV com exportar_csv=true",
+                          "content": {"text/csv": {"schema": {"type": "string"}}}}})
+    def previsoes(
+        moeda: coin_path,
+        request: Request,
+        inicio: Annotated[str | None, Query(
+            description="Desde (inclusive), pelo horário da previsão", **instant)] = None,
+        fim: Annotated[str | None, Query(
+            description="Até (inclusive), pelo horário da previsão", **instant)] = None,
+        limite: Annotated[int | None, Query(
+            ge=1, le=MAX_LIMIT, description=f"Itens por página (padrão {DEFAULT_LIMIT}; no "
+            "CSV, sem limite se omitido)")] = None,
+        apos_id: Annotated[int, Query(
+            ge=0, le=MAX_ID, description="Só previsões com id maior (cursor da página)")] = 0,
+        exportar_csv: Annotated[bool, Query(
+            description="true: baixar como CSV em vez de JSON")] = False,
+    ) -> Any:
+        state = request.app.state
+        coin = moeda.value
+        start = _instant("inicio", inicio)
+        end = _instant("fim", fim)
+        if start is not None and end is not None and start > end:
+            raise invalid("query", "fim", "deve ser igual ou posterior a inicio", fim)
+        if exportar_csv:
+            name = f"previsoes_{coin}"
+            if start is not None or end is not None:
+                name += f"_{_file_time(start, presenter) or 'inicio'}_{_file_time(end, presenter) or 'fim'}"
+            return StreamingResponse(
+                csv_chunks(state.store, presenter, coin, start, end, apos_id, limite),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        limit = limite or DEFAULT_LIMIT
+        items = [presenter.prediction(row)
+                 for row in state.store.predictions(coin, start, end, apos_id, limit)]
+        next_id = items[-1].id if len(items) == limit else None
+        next_page = None
+        if next_id is not None:
+            url = request.url.include_query_params(apos_id=next_id, limite=limit)
+            next_page = f"{url.path}?{url.query}"
+        return s.PaginaPrevisoes(
+            moeda=coin, inicio=presenter.time(start), fim=presenter.time(end),
+            fuso_horario=settings.timezone, limite=limit, quantidade=len(items), itens=items,
+            proximo_apos_id=next_id, proxima_pagina=next_page)
+
+    def _instant(name: str, text: str | None) -> float | None:
+        if text is None:
+            return None
+        try:
+            return parse_instant(text, zone)
+        except ValueError as exc:
+            raise invalid("query", name, str(exc), text) from None
+
+    @get("/metricas/{moeda}", response_model=s.MetricasMoeda, tags=["previsões"],
+         summary="Métricas da previsão publicada, da persistência e de cada candidato",
+         responses=_errors(404, 422))
+    async def metricas(moeda: coin_path, request: Request) -> s.MetricasMoeda:
+        learner = request.app.state.engine.learners[moeda.value]
+        return presenter.metrics(moeda.value, learner.model_in_use, learner.metrics())
+
+    return router
+

@@ -1,0 +1,344 @@
+"""Response models of the API: field names in Portuguese, documented with examples.
+
+These models are the OpenAPI schema of every JSON answer and the payload of every SSE event
+(so ``/prever``, ``/previsoes`` and ``/stream`` speak the same shapes). Times are aware
+datetimes in the configured zone (ISO-8601 with offset in JSON); numbers that are not finite
+become ``null`` (:data:`Numero`), so JSON never carries NaN or Infinity.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``value`` if it is a finite number, else ``None``.
+
+    >>> finite_or_none(1.5), finite_or_none(float("nan")), finite_or_none(float("inf"))
+    (1.5, None, None)
+    """
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+#: A number that is ``null`` when unknown or not finite.
+Numero = Annotated[float | None, AfterValidator(finite_or_none)]
+
+EXEMPLO_FEITA = "2025-01-31T14:30:00-03:00"
+EXEMPLO_ALVO = "2025-01-31T15:30:00-03:00"
+
+
+class _Modelo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+class ErroParametro(_Modelo):
+    """One invalid parameter."""
+
+    parametro: str = Field(description="Nome do parâmetro", examples=["limite"])
+    local: Literal["path", "query", "header", "body", "cookie"] = Field(
+        description="Onde o parâmetro foi enviado", examples=["query"]
+    )
+    mensagem: str = Field(examples=["deve ser menor ou igual a 10000"])
+
+
+class Erro(_Modelo):
+    """Every error answer (4xx, 5xx): a message in Portuguese, never a stack trace."""
+
+    detalhe: str = Field(examples=["parâmetro inválido: limite deve ser menor ou igual a 10000"])
+    erros: list[ErroParametro] | None = Field(
+        None, description="Parâmetros inválidos, um por item (só em 422)"
+    )
+
+
+class Indisponivel(_Modelo):
+    """503 of ``/prever``: no forecast yet, why, and when one is expected."""
+
+    detalhe: str = Field(
+        examples=["btc: aquecendo; 1 preço recebido, a previsão sai a partir do segundo preço"]
+    )
+    motivo: Literal["sem_dados", "aquecendo"] = Field(
+        description="sem_dados: nenhum preço recebido; aquecendo: preços recebidos, mas "
+        "ainda não o bastante para estimar a volatilidade",
+        examples=["aquecendo"],
+    )
+    precos_recebidos: int = Field(ge=0, examples=[1])
+    previsao_esperada_em: datetime | None = Field(
+        description="Quando a próxima tentativa deve ter uma previsão (estimativa)",
+        examples=[EXEMPLO_ALVO],
+    )
+    tentar_novamente_em_segundos: int = Field(ge=1, examples=[60])
+
+
+# -- forecasts -----------------------------------------------------------------------------
+
+
+class Previsao(_Modelo):
+    """One forecast of the price at ``alvo_em``, and what happened once known."""
+
+    id: int = Field(ge=1, description="Id da previsão (igual ao id do evento SSE `previsao`)",
+                    examples=[4821])
+    moeda: str = Field(examples=["btc"])
+    feita_em: datetime = Field(description="Horário do preço em que a previsão foi feita",
+                               examples=[EXEMPLO_FEITA])
+    alvo_em: datetime = Field(description="Horário previsto (feita_em + horizonte)",
+                              examples=[EXEMPLO_ALVO])
+    preco_atual: Numero = Field(description="Preço quando a previsão foi feita",
+                                examples=[104250.5])
+    previsao: Numero = Field(description="Preço previsto para alvo_em", examples=[104310.2])
+    limite_inferior: Numero = Field(description="Limite inferior do intervalo de previsão",
+                                    examples=[103420.0])
+    limite_superior: Numero = Field(description="Limite superior do intervalo de previsão",
+                                    examples=[105190.7])
+    variacao_prevista_pct: Numero = Field(
+        description="Variação prevista em relação ao preço atual, em %", examples=[0.057]
+    )
+    modelo: str = Field(
+        description="Modelo publicado (persistence = 'o preço fica igual')",
+        examples=["bayes_linear"],
+    )
+    situacao: Literal["pendente", "realizada"] = Field(
+        description="realizada quando o preço em alvo_em já é conhecido", examples=["realizada"]
+    )
+    preco_real: Numero = Field(None, description="Preço em alvo_em (interpolado)",
+                               examples=[104101.9])
+    erro: Numero = Field(None, description="previsao - preco_real", examples=[208.3])
+    erro_pct: Numero = Field(None, description="erro / preco_real, em %", examples=[0.2])
+    dentro_do_intervalo: bool | None = Field(
+        None, description="Se o preço real caiu dentro do intervalo", examples=[True]
+    )
+
+
+class Contexto(_Modelo):
+    """How good the published forecast has been so far (rolling window)."""
+
+    resultados: int = Field(ge=0, description="Previsões já conferidas com o preço real "
+                            "(na janela das métricas)", examples=[812])
+    skill_vs_persistencia: Numero = Field(
+        description="1 - MAE/MAE_persistência: > 0 melhor que 'o preço fica igual', "
+        "< 0 pior; null sem resultados", examples=[0.012]
+    )
+    mae: Numero = Field(description="Erro absoluto médio da previsão publicada",
+                        examples=[310.4])
+    mae_persistencia: Numero = Field(description="Erro absoluto médio de 'o preço fica igual'",
+                                     examples=[314.2])
+    cobertura: Numero = Field(description="Fração dos preços reais dentro do intervalo",
+                              examples=[0.893])
+    nivel_intervalo: float = Field(description="Cobertura pretendida do intervalo",
+                                   examples=[0.9])
+    resumo: str = Field(examples=[
+        "Em 812 resultados, a previsão publicada errou 1,2% menos que a persistência; "
+        "o intervalo de 90% cobriu 89,3% dos preços reais."
+    ])
+
+
+class PrevisaoAtual(Previsao):
+    """``/prever/{moeda}``: the latest forecast, with honest context."""
+
+    horizonte: str = Field(examples=["1h"])
+    horizonte_segundos: int = Field(ge=1, examples=[3600])
+    nivel_intervalo: float = Field(examples=[0.9])
+    moeda_cotacao: str = Field(examples=["usd"])
+    contexto: Contexto
+
+
+class PaginaPrevisoes(_Modelo):
+    """``/previsoes/{moeda}``: one page of the history, oldest first."""
+
+    moeda: str = Field(examples=["btc"])
+    inicio: datetime | None = Field(examples=[EXEMPLO_FEITA])
+    fim: datetime | None = Field(examples=[EXEMPLO_ALVO])
+    fuso_horario: str = Field(examples=["America/Sao_Paulo"])
+    limite: int = Field(ge=1, examples=[1000])
+    quantidade: int = Field(ge=0, examples=[2])
+    itens: list[Previsao]
+    proximo_apos_id: int | None = Field(
+        description="Passe como apos_id para a próxima página; null se esta é a última",
+        examples=[4822],
+    )
+    proxima_pagina: str | None = Field(
+        description="URL relativa da próxima página; null se esta é a última",
+        examples=["/previsoes/btc?limite=1000&apos_id=4822"],
+    )
+
+
+# -- metrics -------------------------------------------------------------------------------
+
+
+class Metricas(_Modelo):
+    """Rolling accuracy of one forecaster over the last outcomes (price units)."""
+
+    resultados: int = Field(ge=0, examples=[812])
+    mae: Numero = Field(description="Erro absoluto médio", examples=[310.4])
+    rmse: Numero = Field(description="Raiz do erro quadrático médio", examples=[455.0])
+    mape: Numero = Field(description="Erro percentual absoluto médio, em %", examples=[0.3])
+    r2: Numero = Field(description="Coeficiente de determinação", examples=[0.998])
+    skill_vs_persistencia: Numero = Field(description="1 - MAE/MAE_persistência",
+                                          examples=[0.012])
+    acerto_direcao: Numero = Field(description="Fração de acertos da direção (sobe/desce)",
+                                   examples=[0.51])
+    cobertura: Numero = Field(description="Fração dos preços reais dentro do intervalo",
+                              examples=[0.893])
+    largura_media_bps: Numero = Field(description="Largura média do intervalo, em pontos-base",
+                                      examples=[171.2])
+
+
+class MetricasMoeda(_Modelo):
+    """``/metricas/{moeda}``: the published forecast, persistence and every candidate."""
+
+    moeda: str = Field(examples=["btc"])
+    modelo_em_uso: str = Field(examples=["persistence"])
+    horizonte: str = Field(examples=["1h"])
+    nivel_intervalo: float = Field(examples=[0.9])
+    janela: int = Field(description="Quantos resultados recentes entram nas métricas",
+                        examples=[1000])
+    publicado: Metricas
+    persistencia: Metricas
+    candidatos: dict[str, Metricas] = Field(description="Cada modelo candidato, pelo nome")
+    explicacao: str = Field(examples=[
+        "skill_vs_persistencia > 0: errou menos que 'o preço fica igual'. Um modelo só é "
+        "publicado quando erra menos que a persistência."
+    ])
+
+
+# -- coins and status ----------------------------------------------------------------------
+
+
+class MoedaInfo(_Modelo):
+    simbolo: str = Field(examples=["btc"])
+    id_coingecko: str = Field(examples=["bitcoin"])
+
+
+class Moedas(_Modelo):
+    """``/moedas``: the configured coins."""
+
+    moedas: list[str] = Field(examples=[["btc", "eth", "ada", "sol", "xrp", "doge"]])
+    detalhes: list[MoedaInfo]
+    moeda_cotacao: str = Field(examples=["usd"])
+
+
+class FonteStatus(_Modelo):
+    """Health of the price source."""
+
+    tipo: str = Field(examples=["rest"])
+    estado: str = Field(description="starting, live, stale, unreachable, rate_limited, "
+                        "auth_error ou budget_exhausted", examples=["live"])
+    mensagem: str = Field(examples=["prices arrive"])
+    ultimo_sucesso_em: datetime | None = Field(examples=[EXEMPLO_FEITA])
+    ultimo_preco_em: dict[str, datetime | None] = Field(examples=[{"btc": EXEMPLO_FEITA}])
+    consultas: int = Field(ge=0, examples=[1440])
+    erros: int = Field(ge=0, examples=[2])
+    rejeitados: dict[str, int] = Field(description="Valores inválidos recusados, por motivo",
+                                       examples=[{"nan": 1}])
+    duplicados: int = Field(ge=0, examples=[700])
+    creditos_usados_mes: int = Field(ge=0, examples=[1440])
+    orcamento_creditos: int = Field(ge=0, description="0 = sem orçamento", examples=[10000])
+    proxima_consulta_em: datetime | None = Field(examples=[EXEMPLO_ALVO])
+
+
+class MoedaStatus(_Modelo):
+    """State of one coin's learner."""
+
+    ultimo_preco_em: datetime | None = Field(examples=[EXEMPLO_FEITA])
+    modelo_em_uso: str = Field(examples=["persistence"])
+    precos_vistos: int = Field(ge=0, examples=[8640])
+    rotulos_pendentes: int = Field(ge=0, description="Previsões esperando o preço real",
+                                   examples=[12])
+    ignorados: dict[str, int] = Field(examples=[{"duplicate": 3}])
+    recuperacao: str | None = Field(examples=["checkpoint 12, replayed 3 stored ticks"])
+
+
+class Banco(_Modelo):
+    ticks: int = Field(ge=0, examples=[51840])
+    previsoes: int = Field(ge=0, examples=[51820])
+    resultados: int = Field(ge=0, examples=[51700])
+    eventos: int = Field(ge=0, examples=[155000])
+    checkpoints: int = Field(ge=0, examples=[18])
+
+
+class Status(_Modelo):
+    """``/status``: heartbeat."""
+
+    situacao: Literal["ok", "atencao"] = Field(
+        description="ok quando a fonte entrega preços; atencao caso contrário",
+        examples=["ok"],
+    )
+    agora: datetime = Field(examples=[EXEMPLO_FEITA])
+    versao: str = Field(examples=["0.1.0"])
+    versao_river: str = Field(examples=["0.22.0"])
+    iniciado_em: datetime = Field(examples=[EXEMPLO_FEITA])
+    fuso_horario: str = Field(examples=["America/Sao_Paulo"])
+    horizonte: str = Field(examples=["1h"])
+    fonte: FonteStatus | None = Field(description="null quando o motor roda sem fonte")
+    moedas: dict[str, MoedaStatus]
+    ticks_processados: int = Field(ge=0, examples=[51840])
+    ignorados: dict[str, int] = Field(examples=[{"unknown_coin": 0, "already_stored": 0}])
+    erros_banco: int = Field(ge=0, examples=[0])
+    assinantes: int = Field(ge=0, description="Conexões abertas em /stream", examples=[3])
+    assinantes_max: int = Field(ge=1, examples=[1000])
+    assinantes_removidos: int = Field(ge=0, description="Assinantes lentos desconectados",
+                                      examples=[0])
+    ultimo_evento_id: int = Field(ge=0, examples=[155000])
+    banco: Banco
+
+
+__all__ = [
+    "Banco", "Contexto", "Erro", "ErroParametro", "FonteStatus", "Indisponivel", "MetricasMoeda",
+    "Metricas", "MoedaInfo", "MoedaStatus", "Moedas", "Numero", "PaginaPrevisoes", "Previsao",
+    "PrevisaoAtual", "Status", "finite_or_none",
+]
+
+
+# -- SSE payloads (documented in /docs under GET /stream) --------------------------------------
+
+
+class Preco(_Modelo):
+    """SSE ``tick``: one price received and stored."""
+
+    moeda: str = Field(examples=["btc"])
+    horario: datetime = Field(description="Horário do preço na fonte", examples=[EXEMPLO_FEITA])
+    preco: Numero = Field(examples=[104250.5])
+    valor_mercado: Numero = Field(examples=[2.06e12])
+    volume_24h: Numero = Field(examples=[3.1e10])
+    variacao_24h_pct: Numero = Field(examples=[1.8])
+
+
+class StatusResumo(_Modelo):
+    """SSE ``status``: a short heartbeat (the full one is ``GET /status``)."""
+
+    agora: datetime = Field(examples=[EXEMPLO_FEITA])
+    fonte: str | None = Field(description="Estado da fonte", examples=["live"])
+    mensagem: str | None = Field(examples=["prices arrive"])
+    ultimo_preco_em: dict[str, datetime | None] = Field(examples=[{"btc": EXEMPLO_FEITA}])
+    modelo_em_uso: dict[str, str] = Field(examples=[{"btc": "persistence"}])
+    ticks_processados: int = Field(ge=0, examples=[51840])
+    assinantes: int = Field(ge=0, examples=[3])
+    ultimo_evento_id: int = Field(ge=0, examples=[155000])
+
+
+class EstadoMoeda(_Modelo):
+    previsao: PrevisaoAtual | None
+    metricas: MetricasMoeda
+
+
+class Reset(_Modelo):
+    """SSE ``reset``: the requested id is no longer stored; here is the current state."""
+
+    motivo: str = Field(examples=["o id 12 é anterior ao histórico guardado (a partir de 5000)"])
+    ultimo_id: int = Field(ge=0, examples=[155000])
+    moedas: dict[str, EstadoMoeda]
+
+
+class Aviso(_Modelo):
+    """SSE ``adeus`` (server shutting down) and ``removido`` (subscriber too slow)."""
+
+    mensagem: str = Field(examples=["servidor encerrando; reconecte em alguns segundos"])
+    reconectar: bool = Field(examples=[True])
