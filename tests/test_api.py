@@ -16,6 +16,7 @@ from cryptotech.api.app import create_app
 from cryptotech.api.present import Presenter
 from cryptotech.api.routes import csv_chunks
 from cryptotech.api.timefmt import parse_instant
+from cryptotech.hub import Event
 
 SECRET = "CG-teste-segredo-0123456789"
 N = 60  # ticks per coin, 5 minutes apart: 5 hours, so 1 h outcomes exist
@@ -304,6 +305,7 @@ def test_internal_errors_are_portuguese_without_trace(api, monkeypatch):
         raise StoreError("database is locked")
 
     monkeypatch.setattr(store, "latest_prediction", broken)
+    api.call(api.state.forecasts.changed, Event("previsao", {}, "btc"))  # not from the cache
     r = api.client.get("/prever/btc")
     assert r.status_code == 500
     assert r.json() == {"detalhe": "erro interno do servidor; o problema foi registrado no log"}

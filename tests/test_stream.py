@@ -184,6 +184,18 @@ def test_events_carry_ids_retry_and_portuguese_payloads(live):
             assert data["fonte"] == "live" and data["assinantes"] >= 1
 
 
+def test_prever_follows_every_new_forecast(live):
+    server, feeder = live
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        before = client.get("/prever/btc").json()
+        assert client.get("/prever/btc").json() == before  # from the cache
+        feeder.feed(6)
+        after = client.get("/prever/btc").json()
+    latest = server.state.store.latest_prediction("btc")
+    assert after["id"] == latest["id"] > before["id"]
+    assert after["contexto"]["resultados"] > before["contexto"]["resultados"]
+
+
 def test_heartbeat_pings_arrive(live):
     server, _ = live
     with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), 5) as sock:

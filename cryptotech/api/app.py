@@ -31,6 +31,7 @@ from sse_starlette.sse import AppStatus
 
 from cryptotech import __version__
 from cryptotech.api import errors, routes, stream
+from cryptotech.api.cache import ForecastCache
 from cryptotech.api.present import Presenter
 from cryptotech.config import Settings
 from cryptotech.engine import Engine
@@ -65,10 +66,12 @@ def create_app(settings: Settings, source: PriceSource | None = None, *,
         store = Store(settings.store.path)
         hub = stream.StreamHub(presenter.event, settings.api.max_subscribers,
                                settings.api.subscriber_queue)
+        forecasts = ForecastCache()
+        hub.listeners.append(forecasts.changed)
         engine = Engine(settings, store, hub, source)
         state = app.state
         state.settings, state.store, state.hub, state.engine = settings, store, hub, engine
-        state.presenter = presenter
+        state.presenter, state.forecasts = presenter, forecasts
         state.closing = asyncio.Event()
         tasks: list[asyncio.Task] = []
         try:
@@ -111,9 +114,33 @@ def create_app(settings: Settings, source: PriceSource | None = None, *,
                            allow_credentials=False)
     app.include_router(routes.build_router(settings, presenter))
     app.include_router(stream.build_router(coins))
+    _document_event_models(app)
     for extension in extensions:
         extension(app, settings)
     return app
+
+
+def _document_event_models(app: FastAPI) -> None:
+    """Add the SSE payload models to the OpenAPI components (``/stream`` names them)."""
+    from pydantic.json_schema import models_json_schema
+
+    from cryptotech.api import schemas
+
+    models = (schemas.Preco, schemas.Previsao, schemas.MetricasMoeda, schemas.StatusResumo,
+              schemas.Reset, schemas.Aviso)
+    default = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = default()
+            _, defs = models_json_schema([(m, "serialization") for m in models],
+                                         ref_template="#/components/schemas/{model}")
+            known = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, model_schema in defs.get("$defs", {}).items():
+                known.setdefault(name, model_schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def begin_shutdown(app: FastAPI) -> None:

@@ -4,8 +4,9 @@
 
 Read-only: every route answers GET and HEAD, nothing else. ``{moeda}`` is an enum built
 from the configured coins (a dropdown in ``/docs``); an unknown coin is a 404. Routes that
-read the store are plain functions, which FastAPI runs in its thread pool, so a query never
-blocks the event loop that serves the SSE streams.
+read the store are plain functions, which FastAPI runs in its thread pool (``/prever`` reads
+it in a worker thread, and only when its per-coin cache was invalidated by a new forecast or
+outcome: :mod:`.cache`), so a query never blocks the event loop that serves the SSE streams.
 """
 
 import csv
@@ -15,8 +16,9 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from cryptotech.api import schemas as s
 from cryptotech.api.errors import invalid, reject_unknown_query
@@ -97,9 +99,10 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
         """GET (documented) and HEAD (same handler, not in the schema)."""
 
         def register(fn: Callable) -> Callable:
+            kwargs.setdefault("response_description", "Sucesso")
             router.add_api_route(path, fn, methods=["GET"], **kwargs)
-            head = {k: v for k, v in kwargs.items() if k not in ("summary", "description",
-                                                                  "responses", "tags")}
+            head = {k: v for k, v in kwargs.items() if k not in (
+                "summary", "description", "responses", "tags", "response_description")}
             router.add_api_route(path, fn, methods=["HEAD"], include_in_schema=False, **head)
             return fn
 
@@ -135,18 +138,25 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
                      "já foram conferidos). 503 enquanto a moeda aquece, com o motivo e quando "
                      "uma previsão é esperada.",
          responses={**_errors(404, 422),
-                    503: {"model": s.Indisponivel,
-                          "description": "Ainda sem previsão (aquecendo) ou banco indisponível",
+                    503: {"model": s.Indisponivel | s.Erro,
+                          "description": "Ainda sem previsão (aquecendo: Indisponivel) ou "
+                                         "banco indisponível (Erro)",
                           "headers": {"Retry-After": {"schema": {"type": "integer"},
                                                       "description": "Segundos"}}}})
-    def prever(moeda: coin_path, request: Request) -> Any:
+    async def prever(moeda: coin_path, request: Request) -> Any:
         state = request.app.state
         coin = moeda.value
-        row = state.store.latest_prediction(coin)
-        learner = state.engine.learners[coin]
-        if row is None:
-            return _warming_up(coin, state.engine, learner)
-        return presenter.current(row, learner.metrics())
+        cache = state.forecasts
+        body = cache.get(coin)
+        if body is None:
+            version = cache.version(coin)
+            row = await anyio.to_thread.run_sync(state.store.latest_prediction, coin)
+            learner = state.engine.learners[coin]
+            if row is None:
+                return _warming_up(coin, state.engine, learner)
+            body = presenter.current(row, learner.metrics()).model_dump_json().encode()
+            cache.put(coin, version, body)
+        return Response(body, media_type="application/json")
 
     def _warming_up(coin: str, engine: Any, learner: Any) -> JSONResponse:
         poll = settings.source.poll_interval.total_seconds()

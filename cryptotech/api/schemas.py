@@ -1,5 +1,7 @@
 """Response models of the API: field names in Portuguese, documented with examples.
 
+The class docstrings are shown to users in ``/docs`` and ``/redoc``, so they are Portuguese.
+
 These models are the OpenAPI schema of every JSON answer and the payload of every SSE event
 (so ``/prever``, ``/previsoes`` and ``/stream`` speak the same shapes). Times are aware
 datetimes in the configured zone (ISO-8601 with offset in JSON); numbers that are not finite
@@ -41,7 +43,7 @@ class _Modelo(BaseModel):
 
 
 class ErroParametro(_Modelo):
-    """One invalid parameter."""
+    """Um parâmetro inválido."""
 
     parametro: str = Field(description="Nome do parâmetro", examples=["limite"])
     local: Literal["path", "query", "header", "body", "cookie"] = Field(
@@ -51,7 +53,7 @@ class ErroParametro(_Modelo):
 
 
 class Erro(_Modelo):
-    """Every error answer (4xx, 5xx): a message in Portuguese, never a stack trace."""
+    """Toda resposta de erro (4xx, 5xx): uma mensagem em português, nunca um rastreamento."""
 
     detalhe: str = Field(examples=["parâmetro inválido: limite deve ser menor ou igual a 10000"])
     erros: list[ErroParametro] | None = Field(
@@ -60,7 +62,7 @@ class Erro(_Modelo):
 
 
 class Indisponivel(_Modelo):
-    """503 of ``/prever``: no forecast yet, why, and when one is expected."""
+    """503 de `/prever`: ainda sem previsão, por quê e quando uma é esperada."""
 
     detalhe: str = Field(
         examples=["btc: aquecendo; 1 preço recebido, a previsão sai a partir do segundo preço"]
@@ -82,7 +84,7 @@ class Indisponivel(_Modelo):
 
 
 class Previsao(_Modelo):
-    """One forecast of the price at ``alvo_em``, and what happened once known."""
+    """Uma previsão do preço em `alvo_em` e, quando já conhecido, o que aconteceu."""
 
     id: int = Field(ge=1, description="Id da previsão (igual ao id do evento SSE `previsao`)",
                     examples=[4821])
@@ -118,7 +120,7 @@ class Previsao(_Modelo):
 
 
 class Contexto(_Modelo):
-    """How good the published forecast has been so far (rolling window)."""
+    """Quão boa a previsão publicada tem sido até agora (janela móvel)."""
 
     resultados: int = Field(ge=0, description="Previsões já conferidas com o preço real "
                             "(na janela das métricas)", examples=[812])
@@ -141,7 +143,7 @@ class Contexto(_Modelo):
 
 
 class PrevisaoAtual(Previsao):
-    """``/prever/{moeda}``: the latest forecast, with honest context."""
+    """`/prever/{moeda}`: a previsão mais recente, com o contexto honesto."""
 
     horizonte: str = Field(examples=["1h"])
     horizonte_segundos: int = Field(ge=1, examples=[3600])
@@ -151,7 +153,7 @@ class PrevisaoAtual(Previsao):
 
 
 class PaginaPrevisoes(_Modelo):
-    """``/previsoes/{moeda}``: one page of the history, oldest first."""
+    """`/previsoes/{moeda}`: uma página do histórico, da mais antiga para a mais nova."""
 
     moeda: str = Field(examples=["btc"])
     inicio: datetime | None = Field(examples=[EXEMPLO_FEITA])
@@ -174,7 +176,7 @@ class PaginaPrevisoes(_Modelo):
 
 
 class Metricas(_Modelo):
-    """Rolling accuracy of one forecaster over the last outcomes (price units)."""
+    """Precisão de um previsor nos últimos resultados (janela móvel, em unidades de preço)."""
 
     resultados: int = Field(ge=0, examples=[812])
     mae: Numero = Field(description="Erro absoluto médio", examples=[310.4])
@@ -192,7 +194,7 @@ class Metricas(_Modelo):
 
 
 class MetricasMoeda(_Modelo):
-    """``/metricas/{moeda}``: the published forecast, persistence and every candidate."""
+    """`/metricas/{moeda}`: a previsão publicada, a persistência e cada candidato."""
 
     moeda: str = Field(examples=["btc"])
     modelo_em_uso: str = Field(examples=["persistence"])
@@ -213,12 +215,14 @@ class MetricasMoeda(_Modelo):
 
 
 class MoedaInfo(_Modelo):
+    """Uma moeda: símbolo e id na CoinGecko."""
+
     simbolo: str = Field(examples=["btc"])
     id_coingecko: str = Field(examples=["bitcoin"])
 
 
 class Moedas(_Modelo):
-    """``/moedas``: the configured coins."""
+    """`/moedas`: as moedas configuradas."""
 
     moedas: list[str] = Field(examples=[["btc", "eth", "ada", "sol", "xrp", "doge"]])
     detalhes: list[MoedaInfo]
@@ -226,7 +230,7 @@ class Moedas(_Modelo):
 
 
 class FonteStatus(_Modelo):
-    """Health of the price source."""
+    """Saúde da fonte de preços."""
 
     tipo: str = Field(examples=["rest"])
     estado: str = Field(description="starting, live, stale, unreachable, rate_limited, "
@@ -245,7 +249,7 @@ class FonteStatus(_Modelo):
 
 
 class MoedaStatus(_Modelo):
-    """State of one coin's learner."""
+    """Estado do aprendiz de uma moeda."""
 
     ultimo_preco_em: datetime | None = Field(examples=[EXEMPLO_FEITA])
     modelo_em_uso: str = Field(examples=["persistence"])
@@ -257,6 +261,8 @@ class MoedaStatus(_Modelo):
 
 
 class Banco(_Modelo):
+    """Linhas guardadas no banco, por tabela."""
+
     ticks: int = Field(ge=0, examples=[51840])
     previsoes: int = Field(ge=0, examples=[51820])
     resultados: int = Field(ge=0, examples=[51700])
@@ -265,7 +271,7 @@ class Banco(_Modelo):
 
 
 class Status(_Modelo):
-    """``/status``: heartbeat."""
+    """`/status`: pulsação do serviço."""
 
     situacao: Literal["ok", "atencao"] = Field(
         description="ok quando a fonte entrega preços; atencao caso contrário",
@@ -301,7 +307,7 @@ __all__ = [
 
 
 class Preco(_Modelo):
-    """SSE ``tick``: one price received and stored."""
+    """Evento SSE `tick`: um preço recebido e guardado."""
 
     moeda: str = Field(examples=["btc"])
     horario: datetime = Field(description="Horário do preço na fonte", examples=[EXEMPLO_FEITA])
@@ -312,7 +318,7 @@ class Preco(_Modelo):
 
 
 class StatusResumo(_Modelo):
-    """SSE ``status``: a short heartbeat (the full one is ``GET /status``)."""
+    """Evento SSE `status`: pulsação curta (a completa é `GET /status`)."""
 
     agora: datetime = Field(examples=[EXEMPLO_FEITA])
     fonte: str | None = Field(description="Estado da fonte", examples=["live"])
@@ -325,12 +331,14 @@ class StatusResumo(_Modelo):
 
 
 class EstadoMoeda(_Modelo):
+    """Previsão atual (null enquanto aquece) e métricas de uma moeda."""
+
     previsao: PrevisaoAtual | None
     metricas: MetricasMoeda
 
 
 class Reset(_Modelo):
-    """SSE ``reset``: the requested id is no longer stored; here is the current state."""
+    """Evento SSE `reset`: o id pedido não está mais guardado; eis o estado atual."""
 
     motivo: str = Field(examples=["o id 12 é anterior ao histórico guardado (a partir de 5000)"])
     ultimo_id: int = Field(ge=0, examples=[155000])
@@ -338,7 +346,7 @@ class Reset(_Modelo):
 
 
 class Aviso(_Modelo):
-    """SSE ``adeus`` (server shutting down) and ``removido`` (subscriber too slow)."""
+    """Eventos SSE `adeus` (servidor encerrando) e `removido` (assinante lento demais)."""
 
     mensagem: str = Field(examples=["servidor encerrando; reconecte em alguns segundos"])
     reconectar: bool = Field(examples=[True])

@@ -46,6 +46,7 @@ log = logging.getLogger("cryptotech.api.stream")
 
 RETRY_MS = 3000  # the reconnection delay suggested to clients (``retry:``)
 REPLAY_BATCH = 500  # stored events read per query when resuming
+LIVE_BATCH = 64  # queued events written together when a subscriber is behind
 SHUTDOWN_GRACE = 1.0  # seconds sse-starlette waits for our farewell before cancelling a stream
 MAX_ID = 2**62
 
@@ -67,13 +68,15 @@ def encode(kind: str, payload: dict[str, Any], event_id: int | None) -> bytes:
 class StreamHub(Hub):
     """The hub the API gives the engine: events are rendered for SSE once, then fanned out.
 
-    ``render(kind, data, id)`` returns the JSON-ready payload of an event.
+    ``render(kind, data, id)`` returns the JSON-ready payload of an event; ``listeners`` see
+    every event as it is published (the ``/prever`` cache uses this to know what changed).
     """
 
     def __init__(self, render: Callable[[str, dict, int | None], dict[str, Any]],
                  max_subscribers: int = 1000, queue_size: int = 1000):
         super().__init__(max_subscribers, queue_size)
         self.render = render
+        self.listeners: list[Callable[[Event], None]] = []
 
     def rendered(self, event: Event) -> RenderedEvent:
         if isinstance(event, RenderedEvent):
@@ -83,6 +86,8 @@ class StreamHub(Hub):
                              encode(event.kind, payload, event.id))
 
     def publish(self, event: Event) -> None:
+        for listener in self.listeners:
+            listener(event)
         super().publish(self.rendered(event))
 
     def close_all(self, farewell: Event | None = None) -> None:
@@ -185,13 +190,20 @@ async def events(ctx: _Resume, all_coins: list[str]) -> AsyncIterator[bytes | Se
             if sub.closed.is_set() and sub.queue.empty():
                 return
             ev = await sub.queue.get()
-            if ev.id is not None:
-                if ev.id <= cursor:
-                    continue  # already sent from the store
-                cursor = ev.id
-            yield ev.wire
-            sub.delivered += 1
-            if ev.kind == "adeus":
+            # what queued up meanwhile goes out in the same write (one send, many events)
+            chunks, last = [], False
+            while True:
+                if ev.id is None or ev.id > cursor:  # else already sent from the store
+                    chunks.append(ev.wire)
+                    cursor = ev.id if ev.id is not None else cursor
+                    last = ev.kind == "adeus"
+                if last or len(chunks) >= LIVE_BATCH or sub.queue.empty():
+                    break
+                ev = sub.queue.get_nowait()
+            if chunks:
+                yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                sub.delivered += len(chunks)
+            if last:
                 return
     finally:
         hub.unsubscribe(sub)
