@@ -113,6 +113,25 @@ def format_table(results: dict[str, CoinResult]) -> str:
     return "\n".join(text)
 
 
+def format_candidates(results: dict[str, CoinResult]) -> str:
+    """Each candidate's rolling skill and hit rate (last ``metrics_window`` outcomes)."""
+    lines = []
+    for coin in sorted(results):
+        learner = results[coin].learner
+        if learner is None or not results[coin].outcomes:
+            continue
+        parts = []
+        for name, m in learner.metrics().items():
+            if name in ("published", "persistence"):
+                continue
+            parts.append(f"{name} skill {_fmt(m['skill'], '{:+.4f}')} "
+                         f"hit {_fmt(m['direction_hit_rate'], '{:.3f}')}")
+        lines.append(f"{coin}: " + "; ".join(parts)
+                     + f" (last {learner.settings.metrics_window} outcomes;"
+                     f" published now: {learner.model_in_use})")
+    return "\n".join(lines)
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else spec.format(value)
 

@@ -16,6 +16,7 @@ from typing import Any
 from cryptotech import __version__
 from cryptotech.config import Settings, load_settings, parse_duration
 from cryptotech.errors import ConfigError, CryptoTechError
+from cryptotech.sources import live_source
 
 log = logging.getLogger("cryptotech")
 
@@ -97,17 +98,6 @@ def _server_overrides(args: argparse.Namespace, default_db: Path | None = None) 
             "api": {"host": args.host, "port": args.port}}
 
 
-def make_source(settings: Settings):
-    """The live source the settings ask for."""
-    if settings.source.kind == "websocket":
-        from cryptotech.sources.coingecko_ws import CoinGeckoStreamSource
-
-        return CoinGeckoStreamSource(settings)
-    from cryptotech.sources.coingecko import CoinGeckoRestSource
-
-    return CoinGeckoRestSource(settings)
-
-
 def serve(settings: Settings, source, banner: str) -> int:
     """Run the app under uvicorn until SIGINT/SIGTERM."""
     import uvicorn
@@ -131,7 +121,7 @@ def serve(settings: Settings, source, banner: str) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from(args, **_server_overrides(args))
     _check_db_folder(settings)
-    return serve(settings, make_source(settings), "CryptoTech: motor ao vivo (CoinGecko)")
+    return serve(settings, live_source(settings), "CryptoTech: motor ao vivo (CoinGecko)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -164,7 +154,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     settings = settings_from(args, store={"path": str(args.db) if args.db else None})
     _check_db_folder(settings)
-    source = make_source(settings)
+    source = live_source(settings)
 
     async def go() -> int:
         with Store(settings.store.path) as store:
@@ -198,7 +188,13 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from cryptotech.backtest import format_table, run_backtest, write_csv, write_report
+    from cryptotech.backtest import (
+        format_candidates,
+        format_table,
+        run_backtest,
+        write_csv,
+        write_report,
+    )
     from cryptotech.sources.replay import Replay, parse_input
 
     settings = settings_from(args, model={"horizon": args.horizon})
@@ -207,9 +203,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     results = run_backtest(iter(replay), settings.model, total=len(replay),
                            progress=not args.no_progress)
     print(format_table(results))
+    print("\ncandidates, each alone:\n" + format_candidates(results))
     print("skill = 1 - MAE/MAE_persistence (persistence: 'price stays the same'); "
           f"coverage of the {settings.model.interval_level:.0%} interval; "
-          f"horizon {args.horizon or '1h'}")
+          f"horizon {settings.model.horizon}. 'dir. hit' is '-' when only persistence "
+          "was published: it never calls a direction.")
     if args.output:
         n = write_csv(results, args.output)
         print(f"wrote {n} rows to {args.output}", file=sys.stderr)
@@ -221,6 +219,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "websockets"):  # one line per request is not news
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

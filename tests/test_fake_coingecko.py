@@ -21,7 +21,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import cryptotech
-from cryptotech.testing import FakeCoinGecko, FakeCoinGeckoStream
+from cryptotech.testing.fake_coingecko import FakeCoinGecko, FakeCoinGeckoStream
 from cryptotech.testing.fake_coingecko import FAULT_KINDS, Fault
 
 FIXTURES = Path(__file__).parent / "fixtures" / "coingecko"

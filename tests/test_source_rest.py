@@ -17,7 +17,7 @@ from cryptotech.errors import ConfigError
 from cryptotech.sources import PriceSource, live_source
 from cryptotech.sources.base import Backoff
 from cryptotech.sources.coingecko import CoinGeckoRestSource, next_month
-from cryptotech.testing import FakeCoinGecko
+from cryptotech.testing.fake_coingecko import FakeCoinGecko
 from cryptotech.testing.fake_coingecko import load_history
 from cryptotech.testing.helpers import run_for, settings_for, take
 
