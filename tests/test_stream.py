@@ -226,8 +226,12 @@ def test_moedas_filter(live):
     for bad, words in (("eth,doge", "desconhecida"), ("", "ao menos uma")):
         r = httpx.get(f"{server.url}/stream", params={"moedas": bad}, timeout=5)
         assert r.status_code == 422 and words in r.json()["detalhe"]
-    r = httpx.get(f"{server.url}/stream", headers={"Last-Event-ID": "abc"}, timeout=5)
-    assert r.status_code == 422 and r.json()["erros"][0]["parametro"] == "Last-Event-ID"
+    for bad in ("abc", "-1", "1.5", "²", str(2**70)):
+        r = httpx.get(f"{server.url}/stream", headers={"Last-Event-ID": bad.encode()}, timeout=5)
+        assert r.status_code == 422 and r.json()["erros"][0]["parametro"] == "Last-Event-ID"
+    for params in ({"ultimo_id": "-1"}, {"ultimo_id": "x"}, {"moeda": "btc"}):
+        r = httpx.get(f"{server.url}/stream", params=params, timeout=5)
+        assert r.status_code == 422 and r.json()["detalhe"].startswith("parâmetro inválido")
 
 
 @pytest.mark.parametrize("how", ["header", "query", "header+filter"])

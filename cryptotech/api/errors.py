@@ -158,7 +158,7 @@ class CatchAll:
         except Exception as exc:
             if started:
                 raise
-            log.error("%s %s: erro inesperado", scope.get("method"), scope.get("path"),
+            log.error("%s %s: unexpected error", scope.get("method"), scope.get("path"),
                       exc_info=exc)
             await error_response(500, INTERNAL_ERROR)(scope, receive, send)
 

@@ -115,13 +115,15 @@ class SseResponse(EventSourceResponse):
         try:
             await super().__call__(scope, receive, send)
         except SendTimeoutError:
-            log.info("stream: envio excedeu send_timeout; assinante desconectado")
+            log.info("stream: a send took longer than send_timeout; subscriber dropped")
         finally:
             self._on_close()
 
 
 @dataclass
-class _Resume:
+class _Stream:
+    """What one ``/stream`` response works with."""
+
     hub: Hub
     store: Any
     presenter: Any
@@ -131,7 +133,7 @@ class _Resume:
     last_id: int | None
 
 
-async def _snapshot(ctx: _Resume, coins: list[str]) -> dict[str, Any]:
+async def _snapshot(ctx: _Stream, coins: list[str]) -> dict[str, Any]:
     state = {}
     for coin in coins:
         learner = ctx.engine.learners.get(coin)
@@ -148,41 +150,52 @@ async def _snapshot(ctx: _Resume, coins: list[str]) -> dict[str, Any]:
     return state
 
 
-async def events(ctx: _Resume, all_coins: list[str]) -> AsyncIterator[bytes | ServerSentEvent]:
+async def _replay(ctx: _Stream, cursor: int) -> AsyncIterator[tuple[bytes, int]]:
+    """Stored events after ``cursor``, oldest first, in batches; stops early if the
+    subscriber is evicted or closed (the live loop then says why)."""
+    coins = set(ctx.coins) if ctx.coins else None
+    while True:
+        batch = await anyio.to_thread.run_sync(ctx.store.events_after, cursor, coins,
+                                               REPLAY_BATCH)
+        for i, ev in enumerate(batch):
+            if i % 50 == 49:  # let the loop breathe (disconnects, other streams)
+                await anyio.lowlevel.checkpoint()
+            if ctx.sub.evicted or ctx.sub.closed.is_set():
+                return
+            yield encode(ev.kind, ctx.presenter.event(ev.kind, ev.data, ev.id), ev.id), ev.id
+            cursor = ev.id
+        if len(batch) < REPLAY_BATCH:
+            return
+
+
+async def _reset(ctx: _Stream, floor: int, newest: int, coins: list[str]) -> bytes:
+    if ctx.last_id is not None and ctx.last_id < floor:
+        why = (f"o id {ctx.last_id} é anterior ao histórico guardado (completo a partir de "
+               f"{floor + 1})")
+    else:
+        why = f"o id {ctx.last_id} é posterior ao último evento deste servidor ({newest})"
+    snapshot = await _snapshot(ctx, coins)
+    return encode("reset", {"motivo": why, "ultimo_id": newest, "moedas": snapshot}, newest)
+
+
+async def events(ctx: _Stream, all_coins: list[str]) -> AsyncIterator[bytes | ServerSentEvent]:
     """The body of one ``/stream`` response (see the module docstring for the algorithm)."""
-    hub, store, sub = ctx.hub, ctx.store, ctx.sub
+    sub = ctx.sub
     try:
         yield ServerSentEvent(comment="CryptoTech: eventos ao vivo", retry=RETRY_MS)
-        cursor = 0
+        cursor = 0  # the newest stored id sent; the live queue skips up to it
         if ctx.last_id is not None:
-            floor = await anyio.to_thread.run_sync(store.replay_floor)
-            newest = max((await anyio.to_thread.run_sync(store.event_id_range))[1], hub.last_id)
-            if ctx.last_id < floor or ctx.last_id > newest:
-                if ctx.last_id < floor:
-                    why = (f"o id {ctx.last_id} é anterior ao histórico guardado (completo a "
-                           f"partir de {floor + 1})")
-                else:
-                    why = f"o id {ctx.last_id} é posterior ao último evento deste servidor ({newest})"
-                cursor = newest
-                snapshot = await _snapshot(ctx, sorted(ctx.coins) if ctx.coins else all_coins)
-                yield encode("reset", {"motivo": why, "ultimo_id": cursor, "moedas": snapshot},
-                             cursor)
-            else:
+            floor = await anyio.to_thread.run_sync(ctx.store.replay_floor)
+            newest = max((await anyio.to_thread.run_sync(ctx.store.event_id_range))[1],
+                         ctx.hub.last_id)
+            if floor <= ctx.last_id <= newest:
                 cursor = ctx.last_id
-                while True:
-                    batch = await anyio.to_thread.run_sync(
-                        store.events_after, cursor, set(ctx.coins) if ctx.coins else None,
-                        REPLAY_BATCH)
-                    for i, ev in enumerate(batch):
-                        if i % 50 == 49:  # let the loop breathe (disconnects, other streams)
-                            await anyio.lowlevel.checkpoint()
-                        if sub.evicted:
-                            yield _REMOVED
-                            return
-                        yield encode(ev.kind, ctx.presenter.event(ev.kind, ev.data, ev.id), ev.id)
-                        cursor = ev.id
-                    if len(batch) < REPLAY_BATCH:
-                        break
+                async for wire, cursor in _replay(ctx, cursor):
+                    yield wire
+            else:
+                coins = sorted(ctx.coins) if ctx.coins else all_coins
+                yield await _reset(ctx, floor, newest, coins)
+                cursor = newest
         while True:
             if sub.evicted:
                 yield _REMOVED
@@ -206,7 +219,7 @@ async def events(ctx: _Resume, all_coins: list[str]) -> AsyncIterator[bytes | Se
             if last:
                 return
     finally:
-        hub.unsubscribe(sub)
+        ctx.hub.unsubscribe(sub)
 
 
 def _parse_coins(text: str | None, known: list[str]) -> frozenset[str] | None:
@@ -225,7 +238,7 @@ def _parse_coins(text: str | None, known: list[str]) -> frozenset[str] | None:
 def _parse_last_id(header: str | None, query: int | None) -> int | None:
     if header is not None and header.strip():
         value = header.strip()
-        if not value.isdigit() or int(value) > MAX_ID:
+        if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
             raise invalid("header", "Last-Event-ID", "deve ser o id numérico de um evento", value)
         return int(value)
     return query
@@ -293,7 +306,7 @@ def build_router(coins: list[str]) -> APIRouter:
             return error_response(
                 503, f"limite de {hub.max_subscribers} assinantes simultâneos atingido; tente "
                      "novamente em instantes", headers={"Retry-After": "10"})
-        ctx = _Resume(hub, app.store, app.presenter, app.engine, sub, wanted, last_id)
+        ctx = _Stream(hub, app.store, app.presenter, app.engine, sub, wanted, last_id)
         api = app.settings.api
         return SseResponse(
             events(ctx, coins),
