@@ -16,11 +16,16 @@ Bad rows are skipped and counted; a file that cannot be parsed at all raises
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import heapq
+import io
 import json
+import logging
 import re
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,8 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryptotech.domain import Tick, from_epoch
+from cryptotech.domain import Tick, from_epoch, utc
 from cryptotech.errors import ReplayError
+from cryptotech.sources.base import SourceStatus
+
+log = logging.getLogger("cryptotech.source")
 
 TIME_COLUMNS = ("timestamp", "open_time", "time", "date")
 QUOTES = ("usdt", "usdc", "busd", "fdusd", "usd", "brl", "eur", "btc")
@@ -89,8 +97,6 @@ def parse_input(arg: str, coin_ids: Mapping[str, str] | None = None) -> tuple[st
 def _read_text(path: Path) -> str:
     try:
         if path.suffix == ".gz":
-            import gzip
-
             return gzip.decompress(path.read_bytes()).decode("utf-8")
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -159,8 +165,6 @@ def _volume_24h(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _frame_from_csv(path: Path, text: str) -> pd.DataFrame:
-    import io
-
     try:
         raw = pd.read_csv(io.StringIO(text), dtype=str, skip_blank_lines=True)
     except pd.errors.ParserError as exc:
@@ -297,15 +301,12 @@ class ReplaySource:
     def __init__(self, inputs: Iterable[tuple[str, Path]], speed: float = 3600.0,
                  warmup: float = 86400.0, resume_after: Mapping[str, float] | None = None,
                  laps: int | None = None):
-        from cryptotech.sources.base import SourceStatus
-
         self.replay = Replay(inputs)
         self.speed = speed
         self.warmup = warmup
         self.resume_after = dict(resume_after or {})
         self.laps = laps
         self.status = SourceStatus(source="replay")
-        self.status.credit_budget = 0
         for s in self.replay.summaries:
             for reason, count in s.skipped.items():
                 self.status.rejected[reason] += count
@@ -334,18 +335,11 @@ class ReplaySource:
             lap += 1
             shift += span
             scale = {c: scale[c] * last[c] / first[c] for c in first}
-            import logging
-
-            logging.getLogger("cryptotech.source").info(
+            log.info(
                 "replay: end of the bundled data, lap %d starts (shifted %.0f days)", lap,
                 shift / 86400)
 
-    async def stream(self):
-        import asyncio
-        import time
-
-        from cryptotech.domain import utc
-
+    async def stream(self) -> AsyncIterator[Tick]:
         start_market = None
         start_wall = None
         self.status.change("live", f"replaying real history at {self.speed:g}x")
