@@ -103,8 +103,9 @@ def serve(settings: Settings, source, banner: str) -> int:
     import uvicorn
 
     from cryptotech.api.app import create_app
+    from cryptotech.dashboard import mount_dashboard
 
-    app = create_app(settings, source)
+    app = create_app(settings, source, extensions=[mount_dashboard])
     host, port = settings.api.host, settings.api.port
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"

@@ -1,0 +1,301 @@
+"""The Dash app at ``/painel/``: layout (Portuguese, dark, responsive) and callbacks.
+
+Two server callbacks read the history when the page opens or a choice changes (coin, window,
+compared coins) and return figures with empty traces plus that history (see
+:mod:`.figures` and :mod:`.snapshot`). Everything after that happens in the browser
+(``assets/painel.js``): one ``EventSource`` on ``/stream``, the history and each live event
+appended with ``Plotly.extendTraces``, and the cards, model table and source banner drawn by
+clientside callbacks from small stores the script updates. The server never polls and the
+page never reloads.
+
+The layout is a function, evaluated for each page load: it carries the newest stored event id,
+after which the page's stream starts (no gap between the history and the stream).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import anyio
+from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
+from fastapi import FastAPI
+
+from cryptotech.api.stream import RETRY_MS
+from cryptotech.config import Settings, format_duration
+from cryptotech.dashboard import figures, snapshot
+
+PREFIX = "/painel/"
+ASSETS = Path(__file__).parent / "assets"
+TITLE = "CryptoTech · Painel ao vivo"
+
+#: Model names as people read them (unknown names are shown as they are).
+MODEL_LABELS = {
+    "persistence": "Persistência",
+    "bayes_linear": "Linear bayesiana",
+    "hoeffding_tree": "Árvore de Hoeffding",
+    "arf": "Floresta adaptativa (ARF)",
+}
+CURRENCY = {"usd": "US$", "brl": "R$", "eur": "€", "gbp": "£", "jpy": "¥"}
+#: Dash 4's dropdown texts, in Portuguese.
+DROPDOWN_LABELS = {"select_all": "Selecionar todas", "deselect_all": "Limpar seleção",
+                   "selected_count": "{num_selected} selecionadas", "search": "Buscar",
+                   "clear_search": "Limpar busca", "clear_selection": "Limpar seleção",
+                   "no_options_found": "Nenhuma moeda encontrada"}
+GRAPH_CONFIG = {"displayModeBar": False, "displaylogo": False, "scrollZoom": False,
+                "doubleClick": "reset+autosize"}
+
+INDEX = """<!DOCTYPE html>
+<html lang="pt-BR">
+<head>
+{%metas%}
+<title>{%title%}</title>
+{%favicon%}
+{%css%}
+</head>
+<body>
+<noscript>O painel precisa de JavaScript ligado no navegador.</noscript>
+{%app_entry%}
+<footer>
+{%config%}
+{%scripts%}
+{%renderer%}
+</footer>
+</body>
+</html>"""
+
+
+def human_duration(text: str) -> str:
+    """``format_duration``'s compact text, spaced for reading.
+
+    >>> human_duration("1h"), human_duration("30m"), human_duration("1d")
+    ('1 h', '30 min', '1 dia')
+    """
+    number, unit = text[:-1], text[-1]
+    words = {"s": "s", "m": "min", "h": "h", "d": "dia" if number == "1" else "dias"}
+    return f"{number} {words.get(unit, unit)}"
+
+
+def currency_symbol(code: str) -> str:
+    """
+    >>> currency_symbol("usd"), currency_symbol("chf")
+    ('US$', 'CHF')
+    """
+    return CURRENCY.get(code, code.upper())
+
+
+def build_dash(server: FastAPI, settings: Settings) -> Dash:
+    """The dashboard on ``server`` (Dash's FastAPI backend), at :data:`PREFIX`."""
+    coins = list(settings.coins)
+    money = currency_symbol(settings.vs_currency)
+    horizon = human_duration(format_duration(settings.model.horizon))
+    level_pct = f"{settings.model.interval_level * 100:.0f}%"
+    versions = itertools.count(1)
+
+    app = Dash(
+        __name__,
+        server=server,
+        routes_pathname_prefix=PREFIX,
+        requests_pathname_prefix=PREFIX,
+        assets_folder=str(ASSETS),
+        title=TITLE,
+        update_title=None,
+        serve_locally=True,
+        compress=False,
+        meta_tags=[{"name": "theme-color", "content": "#0d1117"},
+                   {"name": "description",
+                    "content": "Previsões de preço de criptomoedas ao vivo, com intervalo e "
+                               "comparação honesta com 'o preço fica igual'."}],
+    )
+    app.index_string = INDEX
+    _keep_unknown_paths_404(app)
+
+    def config() -> dict[str, Any]:
+        return {
+            "stream": "/stream",
+            "csv": "/previsoes/{moeda}?exportar_csv=true",
+            "retry_ms": RETRY_MS,
+            "ultimo_id": snapshot.newest_event_id(getattr(server.state, "store", None)),
+            "fuso": settings.timezone,
+            "horizonte": horizon,
+            "nivel": settings.model.interval_level,
+            "nivel_pct": level_pct,
+            "moeda_cotacao": money,
+            "modelos": MODEL_LABELS,
+        }
+
+    app.layout = lambda: layout(coins, settings, config(), horizon)
+
+    def token(kind: str) -> str:
+        return f"{kind}-{next(versions)}"
+
+    @app.callback(
+        Output("grafico-preco", "figure"),
+        Output("grafico-variacao", "figure"),
+        Output("grafico-evolucao", "figure"),
+        Output("painel-base", "data"),
+        Output("painel-metricas", "data"),
+        Output("painel-atual", "data"),
+        Output("painel-status", "data"),
+        Input("moeda", "value"),
+        Input("janela", "value"),
+        Input("painel-recarga", "data"),
+    )
+    async def load_coin(coin: str, window: str, _reload: int):
+        if coin not in coins:
+            raise PreventUpdate
+        state = server.state
+        window_s = snapshot.window_seconds(window)
+        metrics, last_t = snapshot.coin_state(state, coin)
+        history = await anyio.to_thread.run_sync(
+            snapshot.read_coin_history, state.store, state.presenter, coin, last_t, window_s)
+        ticks, forecasts = history["tick"], history["previsao"]
+        decimals = snapshot.price_decimals(ticks[-1]["preco"] if ticks else None)
+        version = token(coin)
+        return (
+            figures.price_figure(coin, version, window_s, money, decimals, horizon, level_pct),
+            figures.change_figure(coin, version, window_s, horizon, level_pct),
+            figures.evolution_figure(coin, version, window_s, money, decimals, level_pct),
+            {"versao": version, "moeda": coin, "casas": decimals, "historico": history,
+             "graficos": ["grafico-preco", "grafico-variacao", "grafico-evolucao"]},
+            metrics,
+            {"preco": ticks[-1] if ticks else None,
+             "previsao": forecasts[-1] if forecasts else None},
+            snapshot.source_state(state),
+        )
+
+    @app.callback(
+        Output("grafico-comparador", "figure"),
+        Output("painel-base-comparador", "data"),
+        Input("comparar", "value"),
+        Input("janela", "value"),
+        Input("painel-recarga", "data"),
+    )
+    async def load_comparison(chosen: list[str] | None, window: str, _reload: int):
+        state = server.state
+        window_s = snapshot.window_seconds(window)
+        picked = [c for c in coins if c in (chosen or [])]
+        last_t = {c: state.engine.learners[c].last_t for c in picked}
+        history = await anyio.to_thread.run_sync(
+            snapshot.read_comparison, state.store, state.presenter, last_t, window_s)
+        version = token("comparador")
+        return (figures.comparator_figure(picked, coins, version, window_s, money),
+                {"versao": version, "moeda": None, "historico": history,
+                 "graficos": ["grafico-comparador"]})
+
+    clientside = {
+        # no outputs: these two hand data to the page's script
+        "iniciar": ([], [Input("painel-config", "data")], []),
+        "base": ([], [Input("painel-base", "data"), Input("painel-base-comparador", "data")],
+                 [State("painel-config", "data")]),
+        "cartoes": ([Output("cartoes", "children"), Output("tabela-modelos", "children")],
+                    [Input("painel-metricas", "data"), Input("painel-atual", "data")],
+                    [State("painel-config", "data"), State("painel-base", "data")]),
+        "faixa": ([Output("faixa", "children")],
+                  [Input("painel-status", "data"), Input("painel-vivo", "data")],
+                  [State("painel-config", "data")]),
+        "csv": ([Output("exportar", "href")], [Input("moeda", "value")],
+                [State("painel-config", "data")]),
+    }
+    for name, (outputs, inputs, states) in clientside.items():
+        app.clientside_callback(ClientsideFunction("painel", name), *outputs, *inputs, *states)
+    return app
+
+
+def _keep_unknown_paths_404(app: Dash) -> None:
+    """Stop Dash from answering every unknown path of the whole server with its page.
+
+    Dash 4.4's FastAPI backend adds a ``{path:path}`` catch-all route when the server starts
+    (for multi-page apps), which would turn the API's 404s (``/naoexiste``, a typo in
+    ``/previsoes``) into 200s with the dashboard's HTML. This page has one URL, ``/painel/``,
+    so the catch-all is not installed.
+    """
+    app.backend._setup_catchall = lambda: None  # type: ignore[attr-defined]
+
+
+def _panel(title: str, graph_id: str, note: str, *extra: Any) -> html.Section:
+    return html.Section(className="cartao-grafico", children=[
+        html.Header(className="cartao-grafico-topo", children=[
+            html.H2(title),
+            html.P(note, className="nota"),
+            *extra,
+        ]),
+        html.Div(className="grafico", children=dcc.Graph(
+            id=graph_id, config=GRAPH_CONFIG, responsive=True, style={"height": "100%"},
+            figure={"data": [], "layout": {"paper_bgcolor": "rgba(0,0,0,0)",
+                                           "plot_bgcolor": "rgba(0,0,0,0)",
+                                           "xaxis": {"visible": False},
+                                           "yaxis": {"visible": False}}})),
+    ])
+
+
+def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon: str
+           ) -> html.Div:
+    """The page (see the module docstring); ``config`` goes to the browser as is."""
+    level = config["nivel_pct"]
+    options = [{"label": f"{c.upper()} · {settings.coins[c]}", "value": c} for c in coins]
+    stores = [dcc.Store(id=i) for i in ("painel-base", "painel-base-comparador",
+                                        "painel-metricas", "painel-atual", "painel-status",
+                                        "painel-vivo")]
+    return html.Div(className="painel", children=[
+        dcc.Store(id="painel-config", data=config),
+        dcc.Store(id="painel-recarga", data=0),
+        *stores,
+        html.Header(className="topo", children=[
+            html.Div(className="marca", children=[
+                html.H1(["Crypto", html.Span("Tech")]),
+                html.P(f"Previsões de criptomoedas ao vivo · horizonte de {horizon}",
+                       className="subtitulo"),
+            ]),
+            html.Div(id="faixa", className="faixa", role="status", **{"aria-live": "polite"}),
+        ]),
+        html.Section(className="controles", children=[
+            html.Div(className="controle", children=[
+                html.Label("Moeda", htmlFor="moeda"),
+                dcc.Dropdown(id="moeda", options=options, value=coins[0], clearable=False,
+                             searchable=False, labels=DROPDOWN_LABELS,
+                             className="seletor-moeda"),
+            ]),
+            html.Div(className="controle", children=[
+                html.Span("Janela", className="rotulo"),
+                dcc.RadioItems(id="janela", value=snapshot.DEFAULT_WINDOW, inline=True,
+                               className="janela",
+                               options=[{"label": label, "value": key}
+                                        for key, (label, _) in snapshot.WINDOWS.items()]),
+            ]),
+            html.A("Exportar CSV", id="exportar", className="botao", download="",
+                   href=config["csv"].replace("{moeda}", coins[0]),
+                   title="Baixar todas as previsões da moeda escolhida, com o resultado de "
+                         "cada uma (CSV)"),
+        ]),
+        html.Section(id="cartoes", className="cartoes", **{"aria-label": "Métricas"}),
+        html.Div(className="graficos", children=[
+            _panel(f"Preço e previsão para daqui a {horizon}", "grafico-preco",
+                   f"A previsão e o intervalo de {level} aparecem na hora a que se referem."),
+            _panel(f"Variação em {horizon} (%)", "grafico-variacao",
+                   f"Variação real de cada previsão conferida, contra a prevista e o "
+                   f"intervalo de {level}."),
+            _panel("Evolução das previsões: previsto × realizado", "grafico-evolucao",
+                   "Cada previsão conferida contra o preço que de fato ocorreu."),
+            _panel("Comparador de moedas", "grafico-comparador",
+                   "Variação % desde o início da janela: todas partem de 0%.",
+                   dcc.Dropdown(id="comparar", options=options, value=coins[:4], multi=True,
+                                clearable=False, searchable=False, labels=DROPDOWN_LABELS,
+                                placeholder="Escolha as moedas", className="seletor-comparar")),
+            html.Section(className="modelos", children=[
+                html.H2("Modelos lado a lado"),
+                html.P("Métricas dos últimos resultados conferidos (janela móvel), sempre ao "
+                       "lado da persistência, que prevê que 'o preço fica igual'. Um modelo só "
+                       "é publicado quando erra menos que ela.", className="nota"),
+                html.Div(id="tabela-modelos", className="tabela-rolagem"),
+            ]),
+        ]),
+        html.Footer(className="rodape", children=[
+            html.Span(f"Horários em {settings.timezone}. "),
+            html.Span("Os gráficos se atualizam sozinhos a cada novo preço, sem recarregar. "),
+            html.A("API", href="/docs"), " · ", html.A("Status", href="/status"),
+            " · ", html.A("Início", href="/"),
+        ]),
+    ])
