@@ -1,4 +1,6 @@
-"""Shared test helpers: paths of the real-data fixtures and synthetic tick streams."""
+"""Shared test helpers: real-data fixtures, synthetic tick streams, a live uvicorn, engine runs
+and the real ``cryptotech`` process (also used by the reliability suite, ``tests/reliability``).
+"""
 
 from __future__ import annotations
 
@@ -177,3 +179,116 @@ def api_settings(tmp_path, **changes):
         else:
             base[key] = value
     return Settings(**base)
+
+
+# -- engine runs over a store (engine and reliability tests) ---------------------------------
+
+
+def run_engine(s, ticks, checkpoint_at=()):
+    """Feed ``ticks`` through a fresh engine on the store; checkpoint after given indexes.
+
+    Returns the engine and every event its hub published.
+    """
+    import asyncio
+
+    from cryptotech.engine import Engine
+    from cryptotech.hub import Hub
+    from cryptotech.store import Store
+
+    async def go():
+        with Store(s.store.path) as store:
+            hub = Hub()
+            sub = hub.subscribe()
+            engine = Engine(s, store, hub, None)
+            await engine.start()
+            for i, tick in enumerate(ticks):
+                await engine.handle(tick)
+                if i in checkpoint_at:
+                    await engine.run_in_worker(engine.checkpoint)
+            for task in engine._tasks:
+                task.cancel()
+            engine._executor.shutdown()
+            received = []
+            while not sub.queue.empty():
+                received.append(sub.queue.get_nowait())
+            return engine, received
+
+    return asyncio.run(go())
+
+
+def stored_predictions(path, coins=("btc", "eth")):
+    """Every stored prediction (with its outcome) of ``coins``, as tuples in id order."""
+    from cryptotech.store import Store
+
+    with Store(path) as store:
+        return [tuple(r.values()) for coin in coins for r in store.predictions(coin)]
+
+
+def two_coins(n):
+    """``n`` 5-minute ticks each of btc and eth, merged in time order."""
+    a, b = random_walk(n, "btc", seed=1), random_walk(n, "eth", seed=2, price=3000)
+    return sorted(a + b, key=lambda t: (t.ts, t.coin))
+
+
+# -- the real `cryptotech` process (crash, shutdown and reliability tests) --------------------
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that was free a moment ago."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli_env(**values: str) -> dict:
+    """This environment without any ``CRYPTOTECH_*`` variable, plus ``values``."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOTECH_")}
+    env.update(values)
+    return env
+
+
+def start_cli(args, env, cwd, log_path, **popen):
+    """``python -m cryptotech.cli ARGS`` as a real process; stderr (and stdout) to ``log_path``."""
+    import subprocess
+    import sys
+
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "cryptotech.cli", *map(str, args)],
+                                cwd=cwd, env=env, stdout=popen.pop("stdout", log), stderr=log,
+                                **popen)
+
+
+def ticks_in(db) -> int:
+    """How many ticks the database holds (0 if it or its schema does not exist yet)."""
+    import sqlite3
+
+    if not Path(db).exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT COUNT(*) FROM ticks").fetchone()[0]
+    except sqlite3.OperationalError:  # schema not created yet
+        return 0
+
+
+def db_snapshot(db) -> dict:
+    """What must be equal between an interrupted and an uninterrupted run, and health."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        return {
+            "integrity": conn.execute("PRAGMA integrity_check").fetchone()[0],
+            "ticks": conn.execute("SELECT coin, ts, price FROM ticks ORDER BY coin, ts").fetchall(),
+            "dup_ticks": conn.execute("SELECT COUNT(*) FROM (SELECT coin, ts FROM ticks"
+                                      " GROUP BY coin, ts HAVING COUNT(*) > 1)").fetchone()[0],
+            "predictions": conn.execute("SELECT * FROM predictions ORDER BY id").fetchall(),
+            "outcomes": conn.execute("SELECT prediction_id, actual, error, covered, settled_at"
+                                     " FROM outcomes ORDER BY prediction_id").fetchall(),
+        }
+    finally:
+        conn.close()

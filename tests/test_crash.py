@@ -8,17 +8,15 @@ interrupted: same predictions and outcomes (ids included), every tick exactly on
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import socket
-import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import cli_env, db_snapshot, free_port, start_cli, ticks_in
 
 EXPECTED_TICKS = 2 * 8640
 ENV = {
@@ -28,30 +26,9 @@ ENV = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(db: Path, tmp: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOTECH_")} | ENV
-    with open(tmp / "log.txt", "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cryptotech.cli", "demo", "--db", str(db), "--port",
-             str(free_port()), "--speed", "1e9", "--laps", "1"],
-            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=log,
-        )
-
-
-def ticks_in(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM ticks").fetchone()[0]
-    except sqlite3.OperationalError:  # schema not created yet
-        return 0
+    return start_cli(["demo", "--db", db, "--port", free_port(), "--speed", "1e9", "--laps", "1"],
+                     cli_env(**ENV), tmp, tmp / "log.txt", stdout=subprocess.DEVNULL)
 
 
 def run_to_end(db: Path, tmp: Path) -> None:
@@ -64,19 +41,6 @@ def run_to_end(db: Path, tmp: Path) -> None:
     # uvicorn shuts down gracefully, then re-raises the signal: exit by SIGTERM is expected
     assert proc.wait(timeout=10) in (0, -signal.SIGTERM)
     assert ticks_in(db) == EXPECTED_TICKS
-
-
-def snapshot(db: Path) -> dict:
-    with sqlite3.connect(db) as conn:
-        return {
-            "integrity": conn.execute("PRAGMA integrity_check").fetchone()[0],
-            "ticks": conn.execute("SELECT coin, ts, price FROM ticks ORDER BY coin, ts").fetchall(),
-            "dup_ticks": conn.execute("SELECT COUNT(*) FROM (SELECT coin, ts FROM ticks"
-                                      " GROUP BY coin, ts HAVING COUNT(*) > 1)").fetchone()[0],
-            "predictions": conn.execute("SELECT * FROM predictions ORDER BY id").fetchall(),
-            "outcomes": conn.execute("SELECT prediction_id, actual, error, covered, settled_at"
-                                     " FROM outcomes ORDER BY prediction_id").fetchall(),
-        }
 
 
 @pytest.mark.slow
@@ -101,7 +65,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     assert 0 < ticks_in(db) < EXPECTED_TICKS, "the kills must land mid-replay"
     run_to_end(db, tmp_path)
 
-    want, got = snapshot(reference), snapshot(db)
+    want, got = db_snapshot(reference), db_snapshot(db)
     assert got["integrity"] == "ok"
     assert got["dup_ticks"] == 0
     assert len(got["ticks"]) == EXPECTED_TICKS

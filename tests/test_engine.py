@@ -1,13 +1,10 @@
-import asyncio
 import logging
 import pickle
 
 import pytest
 
-from conftest import random_walk
+from conftest import random_walk, run_engine, stored_predictions as predictions, two_coins
 from cryptotech.config import Settings
-from cryptotech.engine import Engine
-from cryptotech.hub import Hub
 from cryptotech.learning.learner import dumps
 from cryptotech.store import Store
 
@@ -16,40 +13,6 @@ def settings(tmp_path) -> Settings:
     return Settings(coins={"btc": "bitcoin", "eth": "ethereum"},
                     model={"candidates": ["bayes_linear", "hoeffding_tree"]},
                     store={"path": str(tmp_path / "e.db")})
-
-
-def run_engine(s, ticks, checkpoint_at=()):
-    """Feed ``ticks`` through a fresh engine on the store; checkpoint after given indexes."""
-
-    async def go():
-        with Store(s.store.path) as store:
-            hub = Hub()
-            sub = hub.subscribe()
-            engine = Engine(s, store, hub, None)
-            await engine.start()
-            for i, tick in enumerate(ticks):
-                await engine.handle(tick)
-                if i in checkpoint_at:
-                    await engine.run_in_worker(engine.checkpoint)
-            for task in engine._tasks:
-                task.cancel()
-            engine._executor.shutdown()
-            received = []
-            while not sub.queue.empty():
-                received.append(sub.queue.get_nowait())
-            return engine, received
-
-    return asyncio.run(go())
-
-
-def predictions(path):
-    with Store(path) as store:
-        return [tuple(r.values()) for coin in ("btc", "eth") for r in store.predictions(coin)]
-
-
-def two_coins(n):
-    a, b = random_walk(n, "btc", seed=1), random_walk(n, "eth", seed=2, price=3000)
-    return sorted(a + b, key=lambda t: (t.ts, t.coin))
 
 
 def test_events_are_published_after_they_are_stored(tmp_path):
