@@ -166,6 +166,20 @@ def test_429_without_retry_after_backs_off_with_seeded_jitter(fake):
         assert wanted <= seen < wanted + 0.2
 
 
+def test_a_failure_never_brings_the_next_call_sooner_than_the_poll_interval(fake):
+    # Rate limited (even when told "Retry-After: 0") or a server error: calling again sooner
+    # than the normal cadence would exceed the rate the interval was chosen for.
+    fake.fail_next("429", retry_after=0)
+    fake.fail_next("429")
+    fake.fail_next("503")
+    source = CoinGeckoRestSource(settings_for(fake, coins=TWO, poll_interval="300ms"),
+                                 rng=random.Random(0))
+    asyncio.run(take(source.stream(), 2, timeout=10))
+    calls = fake.requests_to("simple/price")
+    assert [r.status for r in calls] == [429, 429, 503, 200]
+    assert all(g >= 0.3 for g in gaps(calls)), gaps(calls)
+
+
 def test_server_errors_back_off_exponentially_and_log_once(fake, caplog):
     caplog.set_level(logging.INFO)
     fake.fail_next("503", times=4)

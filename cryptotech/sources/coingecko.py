@@ -8,6 +8,9 @@ retries are off):
   if the monthly credit budget needs the calls spread out;
 * 429: wait as long as ``Retry-After`` says (seconds or HTTP date), else back off;
 * 5xx, timeouts, connection errors: exponential backoff with jitter;
+* after a 429 or a failure the next call is never sooner than ``poll_interval`` (nor than
+  the credit budget's spacing), even if ``Retry-After`` says 0: retrying faster than the
+  normal cadence would exceed the rate the interval was chosen for;
 * 401/403 and CoinGecko codes 10002, 10005, 10010, 10011: one actionable message, then a long
   wait (10 minutes by default): a wrong key does not fix itself;
 * budget used up: no call until the next calendar month (UTC).
@@ -484,7 +487,7 @@ class CoinGeckoRestSource:
         except RateLimited as exc:
             self.status.errors += 1
             wait = exc.retry_after if exc.retry_after is not None else self.backoff.next()
-            wait = min(self.max_wait, max(wait, self.budget.spacing(self.now())))
+            wait = min(self.max_wait, max(wait, self._spacing()))
             self.status.change("rate_limited", f"{exc}; polling again in {wait:g} s")
             return [], wait, False
         except AuthRejected as exc:
@@ -493,7 +496,7 @@ class CoinGeckoRestSource:
             return [], self.auth_retry_after, False
         except Unavailable as exc:
             self.status.errors += 1
-            wait = min(self.max_wait, max(self.backoff.next(), self.budget.spacing(self.now())))
+            wait = min(self.max_wait, max(self.backoff.next(), self._spacing()))
             self.status.change("unreachable", f"{exc}; retrying with backoff")
             return [], wait, False
         self.backoff.reset()
