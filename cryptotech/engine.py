@@ -79,6 +79,10 @@ class Engine:
                 log.warning("%s: checkpoint %d not usable (%s); trying an older one", coin,
                             cp.id, exc)
                 continue
+            if learner.coin != coin:
+                log.warning("%s: checkpoint %d not usable (it holds the learner of %r); "
+                            "trying an older one", coin, cp.id, learner.coin)
+                continue
             if learner.settings != self.settings.model:
                 log.warning("%s: checkpoint %d was made with other model settings; "
                             "trying an older one", coin, cp.id)

@@ -39,7 +39,7 @@ def test_restart_from_checkpoint_and_stored_ticks_equals_uninterrupted(tmp_path)
     assert predictions(s.store.path) == predictions(ref.store.path)
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "other_river"])
+@pytest.mark.parametrize("damage", ["corrupt", "other_river", "other_coin"])
 def test_unreadable_checkpoint_falls_back_to_an_older_one(tmp_path, caplog, damage):
     ticks = two_coins(300)
     ref = settings(tmp_path / "ref")
@@ -51,6 +51,8 @@ def test_unreadable_checkpoint_falls_back_to_an_older_one(tmp_path, caplog, dama
         newest = store.checkpoints("btc")[0]
         if damage == "corrupt":
             blob = newest.blob[:100]
+        elif damage == "other_coin":  # e.g. checkpoints moved between workers, mixed up
+            blob = store.checkpoints("eth")[0].blob
         else:
             meta, learner = pickle.loads(newest.blob)
             blob = pickle.dumps((meta | {"river": "0.1.0"}, learner))
