@@ -42,7 +42,7 @@ import common
 from common import fmt
 
 NAME = "api"
-TITLE = "5. API and SSE stream (one server process)"
+TITLE = "6. API and SSE stream (one server process)"
 HOST = "127.0.0.1"
 
 

@@ -25,7 +25,7 @@ import common
 from common import fmt, fmt_stat, stat
 
 NAME = "store"
-TITLE = "Store: ticks/s persisted, checkpoints, recovery (default config)"
+TITLE = "5. Store: ticks/s persisted, checkpoints, recovery"
 COINS = ("btc", "eth")
 
 

@@ -27,8 +27,8 @@ SECTIONS = [
     "bench_engine",  # 2. backtest throughput vs the bare River loop (the ceiling)
     "bench_seed",  # 3. the seed's batch RandomForest vs the online engine
     "bench_scale",  # 4. CPU and memory as coins grow, one process
-    # "bench_store",  # store: ticks/s persisted, recovery time (to come)
-    # "bench_api",    # API and SSE figures (to come)
+    "bench_store",  # 5. store: ticks/s persisted, checkpoints, recovery (issue 3)
+    "bench_api",  # 6. API and SSE (issue 4)
 ]
 
 
