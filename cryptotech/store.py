@@ -169,6 +169,7 @@ class Store:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
                 self._migrate()
+                self._probe_write()
             except sqlite3.Error as exc:
                 self._conn.close()
                 raise StoreError(f"cannot use database {self.path}: {exc}") from None
@@ -201,6 +202,16 @@ class Store:
                     if statement.strip():
                         tx.execute(statement)
                 tx.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def _probe_write(self) -> None:
+        """Fail now if the file cannot be written (SQLite opens a read-only or immutable file
+        read-only without a word, and every tick would then fail): a write, rolled back."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("UPDATE schema_version SET version = version")
+        finally:
+            conn.execute("ROLLBACK")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -122,6 +122,38 @@ def test_missing_folder_and_read_only_file_give_clear_errors(tmp_path):
                 feed(store, random_walk(3))
 
 
+def _unwritable(path):
+    """Make ``path`` unwritable for this process; returns the undo, or None if impossible."""
+    import shutil
+    import subprocess
+
+    if os.name == "nt" or os.geteuid() != 0:
+        path.chmod(stat.S_IRUSR)
+        return lambda: path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    # root ignores permissions, not an immutable file
+    if shutil.which("chattr") and subprocess.run(["chattr", "+i", str(path)],
+                                                 capture_output=True).returncode == 0:
+        return lambda: subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+    return None
+
+
+def test_a_database_file_that_cannot_be_written_is_refused_when_opened(tmp_path):
+    # SQLite opens such a file read-only without a word; every tick would then fail.
+    path = tmp_path / "ro.db"
+    with Store(path) as store:
+        feed(store, random_walk(3))
+    undo = _unwritable(path)
+    if undo is None:
+        pytest.skip("running as root without chattr: no way to make a file read-only")
+    try:
+        with pytest.raises(StoreError, match=f"cannot use database {path}.*readonly"):
+            Store(path)
+        with Store(path, readonly=True) as store:  # reading it is still fine
+            assert store.counts()["ticks"] == 3
+    finally:
+        undo()
+
+
 def test_full_disk_is_a_clear_error_and_no_corruption(tmp_path):
     path = tmp_path / "full.db"
     with Store(path) as store:
