@@ -120,8 +120,13 @@ def serve(settings: Settings, source, banner: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cryptotech.store import Store
+
     settings = settings_from(args, **_server_overrides(args))
     _check_db_folder(settings)
+    # a store it cannot use (read-only, newer schema) is one line here, as for `demo`, not a
+    # traceback from the server's start-up
+    Store(settings.store.path).close()
     return serve(settings, live_source(settings), "CryptoTech: motor ao vivo (CoinGecko)")
 
 

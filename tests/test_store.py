@@ -154,6 +154,26 @@ def test_a_database_file_that_cannot_be_written_is_refused_when_opened(tmp_path)
         undo()
 
 
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_the_server_commands_refuse_a_store_they_cannot_use_in_one_line(tmp_path, command):
+    # The store used to be opened first in the server's start-up: uvicorn's traceback.
+    import subprocess
+    import sys
+
+    Store(tmp_path / "a.db").close()
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        conn.execute("INSERT INTO schema_version VALUES (99)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOTECH_")}
+    env["CRYPTOTECH_SOURCE__BASE_URL"] = "http://127.0.0.1:9/api/v3"  # never the internet
+    proc = subprocess.run([sys.executable, "-m", "cryptotech.cli", command, "--db", "a.db",
+                           "--port", "0"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "schema 99" in errors[0] and "upgrade" in errors[0]
+
+
 def test_full_disk_is_a_clear_error_and_no_corruption(tmp_path):
     path = tmp_path / "full.db"
     with Store(path) as store:
