@@ -111,6 +111,7 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
     )
     app.index_string = INDEX
     _keep_unknown_paths_404(app)
+    _no_websocket(app)
 
     def config() -> dict[str, Any]:
         return {
@@ -215,6 +216,17 @@ def _keep_unknown_paths_404(app: Dash) -> None:
     app.backend._setup_catchall = lambda: None  # type: ignore[attr-defined]
 
 
+def _no_websocket(app: Dash) -> None:
+    """Do not offer Dash's WebSocket transport to the page.
+
+    Dash 4.4's renderer opens a WebSocket (through a SharedWorker) whenever the backend
+    advertises one in the page's config, even when no callback uses it. This page's live data
+    comes over SSE and its callbacks are plain HTTP, so the page is told there is none: one
+    connection less per viewer, and no failed handshake on servers run without WebSockets.
+    """
+    app.backend.websocket_capability = False  # type: ignore[attr-defined]
+
+
 def _panel(title: str, graph_id: str, note: str, *extra: Any) -> html.Section:
     return html.Section(className="cartao-grafico", children=[
         html.Header(className="cartao-grafico-topo", children=[
@@ -286,9 +298,10 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon
                                 placeholder="Escolha as moedas", className="seletor-comparar")),
             html.Section(className="modelos", children=[
                 html.H2("Modelos lado a lado"),
-                html.P("Métricas dos últimos resultados conferidos (janela móvel), sempre ao "
-                       "lado da persistência, que prevê que 'o preço fica igual'. Um modelo só "
-                       "é publicado quando erra menos que ela.", className="nota"),
+                html.P("Últimos resultados conferidos (janela móvel), sempre ao lado da "
+                       "persistência, que prevê que 'o preço fica igual'. Skill = 1 − MAE ÷ MAE "
+                       "da persistência: acima de 0 errou menos que ela. Um modelo só é "
+                       "publicado quando erra menos que ela.", className="nota"),
                 html.Div(id="tabela-modelos", className="tabela-rolagem"),
             ]),
         ]),

@@ -485,8 +485,7 @@
       linhas.push({nome: nomeModelo(nome, cfg) + (nome === m.modelo_em_uso ? " · em uso" : ""),
         v: m.candidatos[nome], classe: nome === m.modelo_em_uso ? "em-uso" : ""});
     });
-    var cab = ["Modelo", "MAE", "Skill vs persistência", "Cobertura", "Acerto de direção",
-      "Resultados"];
+    var cab = ["Modelo", "MAE", "Skill", "Cobertura", "Direção", "Resultados"];
     return h("Table", {className: "tabela"}, [
       h("Thead", {}, h("Tr", {}, cab.map(function (c) { return h("Th", {}, c); }))),
       h("Tbody", {}, linhas.map(function (l) {
@@ -542,12 +541,12 @@
       partes.push(h("Span", {className: "faixa-item"}, "Orçamento: restam " + numero(restam, 0) +
         " de " + numero(s.orcamento_creditos, 0) + " créditos no mês"));
     }
-    var atualizado = v.atualizado_em
-      ? "Atualizado às " + horaNoFuso(v.atualizado_em, cfg.fuso)
-      : (s.agora ? "Carregado às " + s.agora.slice(11, 19) : "");
-    if (atualizado) {
+    /* the last event received, else the server's clock when it read the history */
+    var hora = v.atualizado_em ? horaNoFuso(v.atualizado_em, cfg.fuso)
+      : (s.agora ? s.agora.slice(11, 19) : null);
+    if (hora) {
       partes.push(h("Span", {className: "faixa-item faixa-hora", id: "atualizado"},
-        atualizado + " (" + cfg.fuso + ")"));
+        "Atualizado às " + hora + " (" + cfg.fuso + ")"));
     }
     return partes;
   }

@@ -1,0 +1,439 @@
+"""The dashboard at ``/painel/``, in a real headless Chromium.
+
+Debian's ``chromium`` is driven by Playwright through ``executable_path`` (no browser is ever
+downloaded); without it, or without Playwright, the browser tests skip and say why. The
+server is a real uvicorn on 127.0.0.1 (:class:`conftest.LiveServer`, ticks fed by hand), and,
+for the restart test, the real ``cryptotech demo`` process stopped and started again on the
+same port and database. Every wait is bounded. Screenshots go to ``test-artifacts/``.
+
+No timing is asserted here: the tick-to-chart latency is measured by
+``benchmarks/bench_dashboard.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from conftest import (
+    FeedSource,
+    LiveServer,
+    api_settings,
+    cli_env,
+    free_port,
+    random_walk,
+    start_cli,
+    wait_until,
+)
+
+from cryptotech.api.app import create_app
+from cryptotech.api.routes import CSV_COLUMNS
+from cryptotech.api.timefmt import local_iso
+from cryptotech.dashboard import mount_dashboard
+from cryptotech.store import Store
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+COINS = {"btc": "bitcoin", "eth": "ethereum", "sol": "solana"}
+PRICES = {"btc": 100_000.0, "eth": 3_000.0, "sol": 150.0}
+N = 240  # 20 h of 5-minute ticks per coin, inside the default 24 h window
+SPARE = 30  # ticks per coin kept back, fed live by the tests
+LAPTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+WAIT_MS = 20_000
+GRAPHS = ("grafico-preco", "grafico-variacao", "grafico-evolucao", "grafico-comparador")
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')")
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium): "
+                    "the dashboard's browser tests need a real browser")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def painel(tmp_path_factory):
+    """btc, eth and sol with N ticks each learned; SPARE more per coin in ``server.spare``."""
+    settings = api_settings(tmp_path_factory.mktemp("painel"), coins=COINS)
+    source = FeedSource()
+    walks = {c: random_walk(N + SPARE, c, seed=i + 1, price=PRICES[c])
+             for i, c in enumerate(COINS)}
+    history = sorted((t for w in walks.values() for t in w[:N]), key=lambda t: (t.ts, t.coin))
+    with LiveServer(create_app(settings, source, extensions=[mount_dashboard])) as server:
+        source.feed(history)
+        wait_until(lambda: server.state.engine.ticks_processed == len(history), timeout=60)
+        server.source, server.settings = source, settings
+        server.spare = {c: list(w[N:]) for c, w in walks.items()}
+        yield server
+
+
+class Page:
+    """One page of the dashboard, with what it logged and every URL it requested."""
+
+    def __init__(self, browser, url: str, viewport=None, timezone: str = "Asia/Tokyo"):
+        # a browser zone far from the configured one: times must follow the configuration
+        self.context = browser.new_context(viewport=viewport or LAPTOP, locale="pt-BR",
+                                           timezone_id=timezone, accept_downloads=True)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"exceção: {e}"))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(url + "/painel/")
+
+    def js(self, expression: str, arg=None):
+        return self.page.evaluate(expression, arg)
+
+    def traces(self, graph: str) -> list[dict]:
+        return self.js("id => window.cryptotechPainel.pontos(id)", graph)
+
+    def trace(self, graph: str, name: str) -> dict:
+        return next(t for t in self.traces(graph) if t["nome"] == name)
+
+    def wait(self, expression: str, arg=None, timeout: int = WAIT_MS) -> None:
+        self.page.wait_for_function(expression, arg=arg, timeout=timeout)
+
+    def wait_for_data(self) -> None:
+        """Every chart drawn with its history, the stream open."""
+        self.wait("""ids => window.cryptotechPainel && ids.every(id =>
+                       window.cryptotechPainel.pontos(id).some(t => t.n > 0))
+                     && window.cryptotechPainel.estado.conexao === 'aberta'""", list(GRAPHS))
+
+    def count(self, graph: str, name: str) -> int:
+        return self.trace(graph, name)["n"]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def page(browser, painel):
+    p = Page(browser, painel.url)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def iso(tick, settings) -> str:
+    """A tick's time as the API and the charts write it."""
+    return local_iso(tick.epoch, settings.zone)
+
+
+def feed(painel, coin: str, n: int) -> list:
+    ticks, painel.spare[coin] = painel.spare[coin][:n], painel.spare[coin][n:]
+    done = painel.state.engine.ticks_processed + len(ticks)
+    painel.source.feed(ticks)
+    wait_until(lambda: painel.state.engine.ticks_processed >= done, timeout=30)
+    return ticks
+
+
+def increasing(xs: list[str]) -> bool:
+    times = [datetime.fromisoformat(x) for x in xs]
+    return all(a < b for a, b in zip(times, times[1:]))
+
+
+# -- without a browser -------------------------------------------------------------------------
+
+
+def test_mount_serves_the_page_locally_and_keeps_the_api_404s(tmp_path):
+    settings = api_settings(tmp_path)
+    app = create_app(settings, extensions=[mount_dashboard])
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        r = client.get("/painel/")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert '<html lang="pt-BR">' in r.text
+        assert "<title>CryptoTech · Painel ao vivo</title>" in r.text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert assets and all(a.startswith("/painel/") for a in assets), assets
+        assert "/painel/assets/painel.js" in "".join(assets)
+        assert '"websocket"' not in r.text  # the page uses SSE only
+        assert client.get("/painel/assets/painel.css").status_code == 200
+        # Dash's catch-all route is not installed: unknown paths stay the API's 404
+        missing = client.get("/naoexiste")
+        assert missing.status_code == 404 and "detalhe" in missing.json()
+        assert client.get("/painel/naoexiste").status_code == 404
+        assert client.get("/moedas").json()["moedas"] == ["btc", "eth"]
+    assert app.state.painel.config.requests_pathname_prefix == "/painel/"
+
+
+# -- in Chromium -------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_page_loads_offline_without_console_errors(page, painel):
+    page.wait_for_data()
+    assert page.errors == []
+    hosts = {re.sub(r"^\w+://([^/]+)/.*$", r"\1", u) for u in page.requests
+             if u.startswith(("http:", "https:", "ws:", "wss:"))}
+    assert hosts == {painel.url.split("//")[1]}, hosts  # nothing from the internet
+    assert page.js("document.documentElement.lang") == "pt-BR"
+    assert page.page.title() == "CryptoTech · Painel ao vivo"
+
+
+@pytest.mark.browser
+def test_charts_hold_the_history_and_cards_show_metrics(page, painel):
+    page.wait_for_data()
+    settings, store = painel.settings, painel.state.store
+    prices = store.recent_ticks("btc", 0, 10_000)
+    price = page.trace("grafico-preco", "Preço")
+    assert price["x"][-len(prices):] == [local_iso(ts, settings.zone) for ts, _ in prices]
+    assert price["y"][-len(prices):] == [p for _, p in prices]
+    settled = [r for r in store.predictions("btc") if r["actual"] is not None]
+    realised = page.trace("grafico-evolucao", "Realizado")
+    assert realised["n"] == len(settled) > 100
+    assert realised["y"] == pytest.approx([r["actual"] for r in settled])
+    for graph in GRAPHS:
+        for trace in page.traces(graph):
+            if trace["nome"] != "Fora do intervalo":
+                assert trace["n"] > 0, (graph, trace["nome"])
+            assert increasing(trace["x"]), (graph, trace["nome"])
+    bars = page.trace("grafico-variacao", "Variação real em 1 h")
+    first = settled[0]
+    assert bars["y"][0] == pytest.approx((first["actual"] / first["price"] - 1) * 100)
+
+    page.wait("() => document.querySelector('#cartao-mae .cartao-valor').textContent !== '—'")
+    text = page.page.text_content("#cartoes")
+    for label in ("Preço agora", "Previsão para +1 h", "Erro médio (MAE)",
+                  "Skill vs “preço fica igual”", "Cobertura do intervalo", "Acerto de direção",
+                  "Modelo em uso"):
+        assert label in text
+    assert "persistência: US$" in page.page.text_content("#cartao-mae")
+    assert re.search(r"\d+,\d%", page.page.text_content("#cartao-cobertura"))
+    table = page.page.text_content("#tabela-modelos")
+    assert "Persistência (“preço fica igual”)" in table and "Linear bayesiana" in table
+
+    page.wait("() => document.querySelector('#selo-fonte').textContent === 'Ao vivo'")
+    banner = page.page.text_content("#faixa")
+    match = re.search(r"Atualizado às (\d\d):(\d\d):(\d\d) \(America/Sao_Paulo\)", banner)
+    assert match, banner
+    now = datetime.now(settings.zone)
+    shown = int(match[1]) * 3600 + int(match[2]) * 60 + int(match[3])
+    gap = abs(now.hour * 3600 + now.minute * 60 + now.second - shown)
+    assert min(gap, 86400 - gap) < 120  # the configured zone's clock, not the browser's (Tokyo)
+
+
+@pytest.mark.browser
+def test_a_new_tick_reaches_the_charts_without_reload_or_polling(page, painel):
+    page.wait_for_data()
+    before = page.count("grafico-preco", "Preço")
+    page.js("window.__mesmaPagina = true")
+    requests_before = len(page.requests)
+    ticks = feed(painel, "btc", 3)
+    page.wait("([n]) => window.cryptotechPainel.pontos('grafico-preco')"
+              ".find(t => t.nome === 'Preço').n >= n", [before + 3])
+    price = page.trace("grafico-preco", "Preço")
+    assert price["x"][-3:] == [iso(t, painel.settings) for t in ticks]
+    assert price["y"][-3:] == [t.price for t in ticks]
+    assert price["n"] == before + 3 and increasing(price["x"])
+    # the forecast made at the last tick is drawn one horizon later
+    forecast = page.trace("grafico-preco", "Previsão (+1 h)")
+    assert forecast["x"][-1] == local_iso(ticks[-1].epoch + 3600, painel.settings.zone)
+    # the comparator follows the same tick
+    page.wait("([x]) => window.cryptotechPainel.pontos('grafico-comparador')"
+              ".find(t => t.nome === 'BTC').x.slice(-1)[0] === x",
+              [iso(ticks[-1], painel.settings)])
+    assert page.js("window.__mesmaPagina") is True
+    assert page.js("performance.getEntriesByType('navigation').length") == 1
+    assert page.requests[requests_before:] == []  # no polling: the open stream brought it
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_comparator_shows_the_chosen_coins_from_a_common_start(page, painel):
+    page.wait_for_data()
+    assert [t["nome"] for t in page.traces("grafico-comparador")] == ["BTC", "ETH", "SOL"]
+    page.page.click("#comparar")
+    page.page.click('.dash-dropdown-option:has(input[value="sol"])')
+    page.page.keyboard.press("Escape")
+    page.wait("() => window.cryptotechPainel.pontos('grafico-comparador')"
+              ".map(t => t.nome).join() === 'BTC,ETH'")
+    page.wait("() => window.cryptotechPainel.pontos('grafico-comparador').every(t => t.n > 0)")
+    traces = page.traces("grafico-comparador")
+    starts = {t["x"][0] for t in traces}
+    assert len(starts) == 1  # a common start
+    store, zone = painel.state.store, painel.settings.zone
+    for trace in traces:
+        coin = trace["meta"]["moeda"]
+        stored = {local_iso(ts, zone): p for ts, p in store.recent_ticks(coin, 0, 10_000)}
+        raw = [stored[x] for x in trace["x"]]
+        assert trace["y"][0] == 0
+        assert trace["y"] == pytest.approx([(p / raw[0] - 1) * 100 for p in raw])
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_csv_export_downloads_the_chosen_coin(page, painel, tmp_path):
+    page.wait_for_data()
+    page.page.click("#moeda")
+    page.page.click('.dash-dropdown-option:has(input[value="eth"])')
+    page.wait("() => document.querySelector('#exportar').getAttribute('href')"
+              ".includes('/previsoes/eth')")
+    page.wait("() => window.cryptotechPainel.estado.moeda === 'eth'")
+    href = page.page.get_attribute("#exportar", "href")
+    assert href == "/previsoes/eth?exportar_csv=true"
+    with page.page.expect_download(timeout=WAIT_MS) as info:
+        page.page.click("#exportar")
+    download = info.value
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    lines = target.read_text(encoding="utf-8").splitlines()
+    assert lines[0].split(",") == CSV_COLUMNS
+    assert len(lines) - 1 == len(list(painel.state.store.predictions("eth")))
+    assert all(line.split(",")[1] == "eth" for line in lines[1:])
+    response = page.page.request.get(painel.url + href)
+    assert response.headers["content-type"].startswith("text/csv")
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_phone_layout_fits_the_screen(browser, painel):
+    phone = Page(browser, painel.url, viewport=PHONE)
+    try:
+        phone.wait_for_data()
+        assert phone.js("document.documentElement.scrollWidth <= window.innerWidth")
+        widths = phone.js("""() => ['grafico-preco', 'grafico-comparador'].map(id =>
+                             document.getElementById(id).getBoundingClientRect().width)""")
+        assert all(300 < w <= PHONE["width"] for w in widths), widths
+        assert phone.errors == []
+    finally:
+        phone.close()
+
+
+# -- the real product: `cryptotech demo`, stopped and started again ----------------------------
+
+
+class Demo:
+    """``cryptotech demo`` on a fixed port and database, started and stopped at will.
+
+    At ``speed`` 900 a 5-minute tick arrives every third of a second per coin. Each start
+    replays the first 24 h of market after the stored ticks at once (the demo's warm start),
+    so the page gets a burst of events right after the restart.
+    """
+
+    def __init__(self, tmp: Path, port: int, speed: float = 900):
+        self.tmp, self.port, self.speed = tmp, port, speed
+        self.url = f"http://127.0.0.1:{port}"
+        self.db = tmp / "demo.db"
+        self.proc = None
+
+    def start(self) -> None:
+        env = cli_env(CRYPTOTECH_COINS="btc=bitcoin,eth=ethereum",
+                      CRYPTOTECH_MODEL__CANDIDATES='["bayes_linear"]')
+        self.proc = start_cli(["demo", "--db", self.db, "--port", self.port,
+                               "--speed", self.speed], env, self.tmp, self.tmp / "demo.log")
+
+        def ready() -> bool:
+            assert self.proc.poll() is None, (self.tmp / "demo.log").read_text()
+            try:
+                return httpx.get(self.url + "/painel/", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout=90, interval=0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+
+def screenshot(browser, url: str, name: str, viewport) -> Path:
+    shot = Page(browser, url, viewport=viewport)
+    try:
+        shot.wait_for_data()
+        shot.wait("() => document.querySelector('#cartao-mae .cartao-valor').textContent !== '—'")
+        time.sleep(1.5)  # a few live seconds on the charts
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        shot.page.screenshot(path=str(path), full_page=True)
+        assert shot.errors == []
+        return path
+    finally:
+        shot.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_demo_moves_and_the_page_recovers_after_a_server_restart(browser, tmp_path):
+    demo = Demo(tmp_path, free_port())
+    page = None
+    try:
+        demo.start()
+        page = Page(browser, demo.url)
+        page.wait_for_data()
+        first = page.trace("grafico-preco", "Preço")["x"][-1]
+        page.wait("([x]) => window.cryptotechPainel.pontos('grafico-preco')"
+                  ".find(t => t.nome === 'Preço').x.slice(-1)[0] !== x", [first], timeout=10_000)
+        for name, viewport in (("painel.png", LAPTOP), ("painel-celular.png", PHONE)):
+            assert screenshot(browser, demo.url, name, viewport).stat().st_size > 10_000
+        # a 3-day window keeps the restart in view despite the 24 h burst that follows it
+        drawn = page.js("window.cryptotechPainel.estado.preenchidas['grafico-preco']")
+        page.page.click("#janela label:has-text('3 dias')")
+        page.wait("([v]) => { const e = window.cryptotechPainel.estado;"
+                  " return e.preenchidas['grafico-preco'] && e.preenchidas['grafico-preco'] !== v"
+                  " && window.cryptotechPainel.pontos('grafico-preco')[3].n > 0 }", [drawn])
+
+        demo.stop()
+        page.wait("() => window.cryptotechPainel.estado.conexao === 'reconectando'")
+        page.wait("() => document.querySelector('#selo-fonte').textContent"
+                  ".startsWith('Reconectando')")
+        stopped = page.trace("grafico-preco", "Preço")["x"][-1]
+        reloads = page.js("performance.getEntriesByType('navigation').length")
+
+        demo.start()  # same port, same database
+        page.wait("([x]) => window.cryptotechPainel.pontos('grafico-preco')"
+                  ".find(t => t.nome === 'Preço').x.slice(-1)[0] > x", [stopped], timeout=60_000)
+        page.wait("() => window.cryptotechPainel.estado.conexao === 'aberta'")
+        time.sleep(1.0)
+        assert page.js("performance.getEntriesByType('navigation').length") == reloads == 1
+        for graph in GRAPHS:
+            for trace in page.traces(graph):
+                assert increasing(trace["x"]), (graph, trace["nome"])  # no duplicate point
+        # every stored tick in the span the chart shows, exactly once: no gap, no duplicate
+        price = page.trace("grafico-preco", "Preço")
+        zone = ZoneInfo("America/Sao_Paulo")  # the demo's configured zone (the default)
+        since = datetime.fromisoformat(price["x"][0]).timestamp()
+        until = datetime.fromisoformat(price["x"][-1]).timestamp()
+        with Store(demo.db, readonly=True) as store:
+            stored = [(ts, p) for ts, p in store.recent_ticks("btc", since, 100_000)
+                      if ts <= until]
+        assert price["x"] == [local_iso(ts, zone) for ts, _ in stored]
+        assert price["y"] == [p for _, p in stored]
+        assert since < datetime.fromisoformat(stopped).timestamp() < until
+        assert not [e for e in page.errors if e.startswith("exceção")]
+    finally:
+        if page is not None:
+            page.close()
+        demo.stop()
