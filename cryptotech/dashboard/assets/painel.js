@@ -14,7 +14,7 @@
  *    repeated event never duplicates a point), and points older than layout.meta.janela_ms
  *    before the newest leave the chart. Live events are kept for a while (`recentes`) and
  *    replayed onto a figure the server draws later (coin change), so nothing falls between.
- *    Redraws are coalesced: at most one per INTERVALO_GRAFICOS ms.
+ *    Redraws are coalesced: a round over the charts at most every INTERVALO_GRAFICOS ms.
  * 3. Cards and banner. The latest metrics, price, forecast and source state are handed to
  *    small Dash stores with dash_clientside.set_props (at most every INTERVALO_PAINEL ms); the
  *    clientside callbacks below (namespace "painel") draw them.
@@ -41,7 +41,8 @@
     conexao: "conectando",
     religar: null,
     recentes: [],
-    pendentes: [],
+    pendentes: {},
+    emRodada: false,
     agendado: null,
     ultimoDesenho: 0,
     painelAgendado: null,
@@ -59,6 +60,8 @@
     eventos: 0,
     reconexoes: 0
   };
+
+  GRAFICOS.forEach(function (id) { e.pendentes[id] = []; });
 
   function agora() { return performance.timeOrigin + performance.now(); }
 
@@ -123,7 +126,7 @@
       if (e.recentes.length > MAX_RECENTES * 1.25) {
         e.recentes.splice(0, e.recentes.length - MAX_RECENTES);
       }
-      e.pendentes.push(item);
+      GRAFICOS.forEach(function (id) { e.pendentes[id].push(item); });
       agendarGraficos();
       if (dados.moeda === e.moeda && tipo !== "resultado") {
         e.atual[tipo === "tick" ? "preco" : "previsao"] = dados;
@@ -147,7 +150,7 @@
   /* The server could not resume after our last id ("reset"): read the history again. */
   function recarregar() {
     e.recentes = [];
-    e.pendentes = [];
+    GRAFICOS.forEach(function (id) { e.pendentes[id] = []; });
     e.preenchidas = {};
     setProps("painel-recarga", {data: Date.now()});
   }
@@ -281,23 +284,37 @@
     return true;
   }
 
-  function desenhar() {
+  /*
+   * A drawing round: one chart per task, the price chart first, so the browser paints each
+   * chart as soon as it is redrawn rather than after all of them. Each chart takes every event
+   * that arrived for it so far, so a slow redraw makes the next batch larger, never a queue.
+   * A round starts at most every INTERVALO_GRAFICOS ms, and never while one is running.
+   */
+  function rodada() {
     e.agendado = null;
     e.ultimoDesenho = agora();
-    var itens = e.pendentes;
-    e.pendentes = [];
-    if (!window.Plotly) { return; }
-    GRAFICOS.forEach(function (id) {
+    e.emRodada = true;
+    var i = 0;
+    function passo() {
+      var id = GRAFICOS[i++];
+      var itens = e.pendentes[id];
+      e.pendentes[id] = [];
       var gd = graficoDom(id);
-      if (!gd || !gd.data || versaoDe(gd) === undefined) { return; }
-      if (e.preenchidas[id] !== versaoDe(gd)) { preencher(id, gd); } else { aplicar(id, gd, itens); }
-    });
+      if (window.Plotly && gd && gd.data && versaoDe(gd) !== undefined) {
+        if (e.preenchidas[id] !== versaoDe(gd)) { preencher(id, gd); }
+        else if (itens.length) { aplicar(id, gd, itens); }
+      }
+      if (i < GRAFICOS.length) { setTimeout(passo, 0); return; }
+      e.emRodada = false;
+      if (GRAFICOS.some(function (g) { return e.pendentes[g].length; })) { agendarGraficos(); }
+    }
+    passo();
   }
 
   function agendarGraficos() {
-    if (e.agendado !== null) { return; }
+    if (e.agendado !== null || e.emRodada) { return; }
     var espera = Math.max(0, e.ultimoDesenho + INTERVALO_GRAFICOS - agora());
-    e.agendado = setTimeout(desenhar, espera);
+    e.agendado = setTimeout(rodada, espera);
   }
 
   /*
