@@ -312,6 +312,28 @@ def test_csv_export_downloads_the_chosen_coin(page, painel, tmp_path):
 
 
 @pytest.mark.browser
+def test_source_banner_follows_the_source(browser, painel):
+    status = painel.source.status
+    status.credits_used_month, status.credit_budget = 1440, 10_000
+    page = Page(browser, painel.url)
+    try:
+        page.wait_for_data()
+        assert page.page.text_content("#orcamento") == \
+            "Orçamento: restam 8.560 de 10.000 créditos no mês"
+        selo = "() => document.querySelector('#selo-fonte').textContent"
+        for state, label in (("stale", "Sem dados novos"),
+                             ("rate_limited", "Limite de requisições atingido"),
+                             ("unreachable", "Fonte inacessível"), ("live", "Ao vivo")):
+            painel.call(status.change, state, "mudança feita pelo teste")
+            page.wait(f"([t]) => ({selo})() === t", [label])  # the next `status` event
+        assert page.errors == []
+    finally:
+        painel.call(status.change, "live", "ticks fed by the test")
+        status.credits_used_month = status.credit_budget = 0
+        page.close()
+
+
+@pytest.mark.browser
 def test_phone_layout_fits_the_screen(browser, painel):
     phone = Page(browser, painel.url, viewport=PHONE)
     try:

@@ -153,12 +153,14 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
         history = await anyio.to_thread.run_sync(
             snapshot.read_coin_history, state.store, state.presenter, coin, last_t, window_s)
         ticks, forecasts = history["tick"], history["previsao"]
-        decimals = snapshot.price_decimals(ticks[-1]["preco"] if ticks else None)
+        last_price = ticks[-1]["preco"] if ticks else None
+        decimals, axis = snapshot.price_decimals(last_price), snapshot.axis_format(last_price)
         version = token(coin)
         return (
-            figures.price_figure(coin, version, window_s, money, decimals, horizon, level_pct),
+            figures.price_figure(coin, version, window_s, money, decimals, axis, horizon,
+                                 level_pct),
             figures.change_figure(coin, version, window_s, horizon, level_pct),
-            figures.evolution_figure(coin, version, window_s, money, decimals, level_pct),
+            figures.evolution_figure(coin, version, window_s, money, decimals, axis, level_pct),
             {"versao": version, "moeda": coin, "casas": decimals, "historico": history,
              "graficos": ["grafico-preco", "grafico-variacao", "grafico-evolucao"]},
             metrics,
@@ -261,7 +263,7 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon
                 html.P(f"Previsões de criptomoedas ao vivo · horizonte de {horizon}",
                        className="subtitulo"),
             ]),
-            html.Div(id="faixa", className="faixa", role="status", **{"aria-live": "polite"}),
+            html.Div(id="faixa", className="faixa"),
         ]),
         html.Section(className="controles", children=[
             html.Div(className="controle", children=[

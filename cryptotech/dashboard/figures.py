@@ -97,8 +97,12 @@ def _band(moeda: str, evento: str, upper: str, lower: str, name: str, hover: str
     ]
 
 
+def _price_axis(tick_format: str | None) -> dict[str, Any]:
+    return {} if tick_format is None else {"tickformat": tick_format}
+
+
 def price_figure(coin: str, versao: str, window_s: float, money: str, decimals: int,
-                 horizon: str, level_pct: str) -> go.Figure:
+                 tick_format: str | None, horizon: str, level_pct: str) -> go.Figure:
     """Price history, the forecast for ``horizon`` ahead (drawn at its target time) and its
     interval band."""
     value = f"{money} %{{y:,.{decimals}f}}"
@@ -109,7 +113,7 @@ def price_figure(coin: str, versao: str, window_s: float, money: str, decimals: 
               f"previsão {value}", dash="dot"),
         _line("Preço", PRICE, meta("tick", coin, "horario", "preco"), f"preço {value}"),
     ]
-    return go.Figure(traces, _layout(versao, window_s, dict(tickformat=f",.{decimals}f")))
+    return go.Figure(traces, _layout(versao, window_s, _price_axis(tick_format)))
 
 
 def change_figure(coin: str, versao: str, window_s: float, horizon: str, level_pct: str
@@ -133,7 +137,7 @@ def change_figure(coin: str, versao: str, window_s: float, horizon: str, level_p
 
 
 def evolution_figure(coin: str, versao: str, window_s: float, money: str, decimals: int,
-                     level_pct: str) -> go.Figure:
+                     tick_format: str | None, level_pct: str) -> go.Figure:
     """Each settled forecast against the price that came true, with its interval; the real
     prices that fell outside the interval are marked."""
     value = f"{money} %{{y:,.{decimals}f}}"
@@ -150,7 +154,7 @@ def evolution_figure(coin: str, versao: str, window_s: float, money: str, decima
                              filtro="fora_do_intervalo"),
                    hovertemplate=f"fora do intervalo {value}<extra></extra>"),
     ]
-    return go.Figure(traces, _layout(versao, window_s, dict(tickformat=f",.{decimals}f")))
+    return go.Figure(traces, _layout(versao, window_s, _price_axis(tick_format)))
 
 
 def comparator_figure(coins: list[str], all_coins: list[str], versao: str, window_s: float,

@@ -58,6 +58,16 @@ def price_decimals(price: float | None) -> int:
     return 6 if price >= 0.001 else 8
 
 
+def axis_format(price: float | None) -> str | None:
+    """The price axis' tick format: whole numbers from 1.000 up (hover keeps the decimals),
+    else Plotly's own choice.
+
+    >>> axis_format(104250.5), axis_format(2.13)
+    (',.0f', None)
+    """
+    return ",.0f" if price is not None and price >= 1000 else None
+
+
 def _tick(presenter: Presenter, coin: str, ts: float, price: float) -> dict[str, Any]:
     return presenter.tick({"coin": coin, "ts": ts, "price": price}).model_dump(mode="json")
 

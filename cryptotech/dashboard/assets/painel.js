@@ -378,7 +378,9 @@
 
   function comSinal(valorPct, casas) {
     if (typeof valorPct !== "number" || !isFinite(valorPct)) { return "—"; }
-    return (valorPct > 0 ? "+" : valorPct < 0 ? "−" : "") + numero(Math.abs(valorPct), casas) + "%";
+    var arredondado = Number(valorPct.toFixed(casas));
+    var sinal = arredondado > 0 ? "+" : arredondado < 0 ? "−" : "";
+    return sinal + numero(Math.abs(arredondado), casas) + "%";
   }
 
   /* "2025-05-31T04:00:00-03:00" (already in the configured zone) -> "31/05/2025 04:00" */
@@ -435,17 +437,18 @@
     var skillDetalhe, skillClasse = "";
     if (!n) {
       skillDetalhe = "aguardando resultados: cada previsão é conferida " + cfg.horizonte + " depois";
-    } else if (em === "persistence") {
-      skillDetalhe = "o modelo publicado é a própria persistência";
-    } else if (typeof skill === "number" && skill > 0) {
-      skillDetalhe = "errou " + numero(skill * 100, 1) + "% menos que a persistência";
+    } else if (typeof skill === "number" && skill > 0.0005) {
+      skillDetalhe = "a previsão publicada errou " + numero(skill * 100, 1) +
+        "% menos que a persistência";
       skillClasse = "bom";
-    } else if (typeof skill === "number" && skill < 0) {
-      skillDetalhe = "errou " + numero(-skill * 100, 1) + "% mais que a persistência";
+    } else if (typeof skill === "number" && skill < -0.0005) {
+      skillDetalhe = "a previsão publicada errou " + numero(-skill * 100, 1) +
+        "% mais que a persistência";
       skillClasse = "ruim";
     } else {
-      skillDetalhe = "errou o mesmo que a persistência";
+      skillDetalhe = "a previsão publicada errou o mesmo que a persistência";
     }
+    if (n && em === "persistence") { skillDetalhe += "; agora publica a própria persistência"; }
     var melhorSkill = melhorCandidato(m.candidatos, "skill_vs_persistencia");
     if (n && melhorSkill) {
       skillDetalhe += " · melhor candidato: " + nomeModelo(melhorSkill.nome, cfg) + " " +
@@ -553,10 +556,13 @@
     if (s.tipo) {
       partes.push(h("Span", {className: "faixa-item"}, TIPOS_FONTE[s.tipo] || s.tipo));
     }
-    if (s.orcamento_creditos) {
-      var restam = Math.max(0, s.orcamento_creditos - (s.creditos_usados_mes || 0));
-      partes.push(h("Span", {className: "faixa-item"}, "Orçamento: restam " + numero(restam, 0) +
-        " de " + numero(s.orcamento_creditos, 0) + " créditos no mês"));
+    /* credits: the live status event's if it carries them, else the page's snapshot */
+    var creditos = v.fonte && typeof v.fonte.orcamento_creditos === "number" ? v.fonte : s;
+    if (creditos.orcamento_creditos) {
+      var restam = Math.max(0, creditos.orcamento_creditos - (creditos.creditos_usados_mes || 0));
+      partes.push(h("Span", {className: "faixa-item", id: "orcamento"}, "Orçamento: restam " +
+        numero(restam, 0) + " de " + numero(creditos.orcamento_creditos, 0) +
+        " créditos no mês"));
     }
     /* the last event received, else the server's clock when it read the history */
     var hora = v.atualizado_em ? horaNoFuso(v.atualizado_em, cfg.fuso)
