@@ -312,6 +312,35 @@ def test_csv_export_downloads_the_chosen_coin(page, painel, tmp_path):
 
 
 @pytest.mark.browser
+def test_a_page_opened_before_any_price_fills_as_they_arrive(browser, tmp_path):
+    settings = api_settings(tmp_path)
+    source = FeedSource()
+    with LiveServer(create_app(settings, source, extensions=[mount_dashboard])) as server:
+        page = Page(browser, server.url)
+        try:
+            page.wait("() => document.querySelectorAll('#grafico-preco .annotation-text')"
+                      ".length === 1")
+            assert "Aguardando os primeiros preços" in page.page.text_content("#grafico-preco")
+            assert "cada previsão é conferida 1 h depois" in \
+                page.page.text_content("#grafico-evolucao")
+            assert page.page.text_content("#cartao-previsao .cartao-valor") == "—"
+            ticks = sorted(random_walk(30, "btc", seed=5, price=100_000.0)
+                           + random_walk(30, "eth", seed=6, price=3_000.0),
+                           key=lambda t: (t.ts, t.coin))
+            source.feed(ticks)
+            page.wait("() => window.cryptotechPainel.pontos('grafico-preco')"
+                      ".find(t => t.nome === 'Preço').n === 30")
+            page.wait("() => document.querySelectorAll('.annotation-text').length === 0")
+            for graph in GRAPHS:
+                assert any(t["n"] for t in page.traces(graph)), graph
+            page.wait("() => document.querySelector('#cartao-previsao .cartao-valor')"
+                      ".textContent.startsWith('US$')")
+            assert page.errors == []
+        finally:
+            page.close()
+
+
+@pytest.mark.browser
 def test_source_banner_follows_the_source(browser, painel):
     status = painel.source.status
     status.credits_used_month, status.credit_budget = 1440, 10_000

@@ -38,6 +38,7 @@ MODEL_LABELS = {
     "hoeffding_tree": "Árvore de Hoeffding",
     "arf": "Floresta adaptativa (ARF)",
 }
+WAITING_PRICES = "Aguardando os primeiros preços…"
 CURRENCY = {"usd": "US$", "brl": "R$", "eur": "€", "gbp": "£", "jpy": "¥"}
 #: Dash 4's dropdown texts, in Portuguese.
 DROPDOWN_LABELS = {"select_all": "Selecionar todas", "deselect_all": "Limpar seleção",
@@ -156,11 +157,21 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
         last_price = ticks[-1]["preco"] if ticks else None
         decimals, axis = snapshot.price_decimals(last_price), snapshot.axis_format(last_price)
         version = token(coin)
+        price = figures.price_figure(coin, version, window_s, money, decimals, axis, horizon,
+                                     level_pct)
+        change = figures.change_figure(coin, version, window_s, horizon, level_pct)
+        evolution = figures.evolution_figure(coin, version, window_s, money, decimals, axis,
+                                             level_pct)
+        if not ticks:
+            figures.waiting(price, WAITING_PRICES)
+        if not history["resultado"]:
+            for figure in (change, evolution):
+                figures.waiting(figure, f"Aguardando os primeiros resultados: cada previsão é "
+                                        f"conferida {horizon} depois de feita.")
         return (
-            figures.price_figure(coin, version, window_s, money, decimals, axis, horizon,
-                                 level_pct),
-            figures.change_figure(coin, version, window_s, horizon, level_pct),
-            figures.evolution_figure(coin, version, window_s, money, decimals, axis, level_pct),
+            price,
+            change,
+            evolution,
             {"versao": version, "moeda": coin, "casas": decimals, "historico": history,
              "graficos": ["grafico-preco", "grafico-variacao", "grafico-evolucao"]},
             metrics,
@@ -184,7 +195,10 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
         history = await anyio.to_thread.run_sync(
             snapshot.read_comparison, state.store, state.presenter, last_t, window_s)
         version = token("comparador")
-        return (figures.comparator_figure(picked, coins, version, window_s, money),
+        figure = figures.comparator_figure(picked, coins, version, window_s, money)
+        if not history["tick"]:
+            figures.waiting(figure, WAITING_PRICES if picked else "Escolha ao menos uma moeda.")
+        return (figure,
                 {"versao": version, "moeda": None, "historico": history,
                  "graficos": ["grafico-comparador"]})
 

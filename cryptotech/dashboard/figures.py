@@ -6,8 +6,9 @@ fields for x and y (or a derived value: ``variacao_real_pct``, ``limite_inferior
 ``limite_superior_pct``). Optional keys: ``filtro`` (only some events, e.g.
 ``fora_do_intervalo``), ``cor`` (``[positive, negative]`` bar colours) and ``normalizar``
 (% change since the first point shown; raw prices kept in ``customdata``). The figure's
-``layout.meta`` holds ``versao`` (which history belongs to it) and ``janela_ms`` (points older
-than the newest minus this leave the chart). ``assets/painel.js`` reads these and does the
+``layout.meta`` holds ``versao`` (which history belongs to it), ``janela_ms`` (points older
+than the newest minus this leave the chart) and, for a figure drawn without data,
+``espera``: its axes are hidden behind a note (:func:`waiting`) until the first point. ``assets/painel.js`` reads these and does the
 rest, for the history and for every live event alike, so the page has one data path.
 
 Times on the x axes are ISO-8601 texts in the configured zone, as the API sends them; Plotly
@@ -74,6 +75,15 @@ def _layout(versao: str, window_s: float, yaxis: dict[str, Any], **more: Any) ->
         meta={"versao": versao, "janela_ms": int(window_s * 1000)},
         **more,
     )
+
+
+def waiting(figure: go.Figure, text: str) -> go.Figure:
+    """Hide an empty figure's axes behind ``text``; the page removes both at the first point."""
+    figure.add_annotation(text=text, xref="paper", yref="paper", x=0.5, y=0.5,
+                          showarrow=False, font=dict(color=MUTED, size=13))
+    figure.update_layout(xaxis_visible=False, yaxis_visible=False,
+                         meta={**figure.layout.meta, "espera": True})
+    return figure
 
 
 def _line(name: str, colour: str, feed: dict[str, Any], hover: str, dash: str | None = None,

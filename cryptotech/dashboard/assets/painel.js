@@ -252,6 +252,10 @@
     });
     return Promise.all(promessas).then(function () {
       var feito = agora();
+      if (gd.layout.meta && gd.layout.meta.espera) {  // the first points: show the axes
+        window.Plotly.relayout(gd, {annotations: [], "xaxis.visible": true,
+          "yaxis.visible": true, "meta.espera": false});
+      }
       medir.forEach(function (item) {
         e.medidas.push({grafico: id, moeda: item.dados.moeda,
           horario: item.dados.horario, chegada: item.chegada, desenhado: feito});
