@@ -2,11 +2,11 @@
 
 Two server callbacks read the history when the page opens or a choice changes (coin, window,
 compared coins) and return figures with empty traces plus that history (see
-:mod:`.figures` and :mod:`.snapshot`). Everything after that happens in the browser
-(``assets/painel.js``): one ``EventSource`` on ``/stream``, the history and each live event
-appended with ``Plotly.extendTraces``, and the cards, model table and source banner drawn by
-clientside callbacks from small stores the script updates. The server never polls and the
-page never reloads.
+:mod:`.figures` and :mod:`.snapshot`). Everything after that happens in the browser:
+``assets/painel.js`` keeps one ``EventSource`` on ``/stream`` and appends the history and each
+live event with ``Plotly.extendTraces``; ``assets/painel-cartoes.js`` draws the cards, the
+model table and the source banner (clientside callbacks) from small stores the first script
+updates. Nothing polls and the page never reloads.
 
 The layout is a function, evaluated for each page load: it carries the newest stored event id,
 after which the page's stream starts (no gap between the history and the stream).

@@ -7,9 +7,10 @@ fields for x and y (or a derived value: ``variacao_real_pct``, ``limite_inferior
 ``fora_do_intervalo``), ``cor`` (``[positive, negative]`` bar colours) and ``normalizar``
 (% change since the first point shown; raw prices kept in ``customdata``). The figure's
 ``layout.meta`` holds ``versao`` (which history belongs to it), ``janela_ms`` (points older
-than the newest minus this leave the chart) and, for a figure drawn without data,
-``espera``: its axes are hidden behind a note (:func:`waiting`) until the first point. ``assets/painel.js`` reads these and does the
-rest, for the history and for every live event alike, so the page has one data path.
+than the newest minus this leave the chart) and, for a figure drawn without data, ``espera``
+(its axes are hidden behind a note, :func:`waiting`, until the first point).
+``assets/painel.js`` reads these and does the rest, for the history and for every live event
+alike, so the page has one data path.
 
 Times on the x axes are ISO-8601 texts in the configured zone, as the API sends them; Plotly
 shows their wall-clock part, which is the configured zone's time.
