@@ -2,8 +2,8 @@
 
 The app with the dashboard runs under a real uvicorn on 127.0.0.1 (the tests' ``LiveServer``,
 imported from ``tests/conftest.py`` rather than copied); Debian's Chromium, driven by Playwright
-through ``executable_path`` (headless, nothing downloaded), opens ``/painel/`` on BTC (the comparator
-shows BTC and ETH). This process then hands ticks of both coins to the engine at a
+through ``executable_path`` (headless, nothing downloaded), opens ``/painel/`` on BTC (the
+comparator shows BTC and ETH). This process then hands ticks of both coins to the engine at a
 steady rate (``Engine.handle`` on the server's loop: learn, commit, publish), alternating
 coins, each tick 5 minutes of market after the previous one.
 
@@ -18,8 +18,9 @@ For every BTC tick:
 
 Latency = drawn − published, split into publish → received (SSE: render, fan-out, uvicorn,
 the browser's network stack) and received → drawn (the page's coalescing, a drawing round at
-most every 100 ms, then Plotly's redraw of the price chart, the first of the round). The browser clock is compared with ``time.time()``
-before each phase (the offset, a fraction of a millisecond on one machine, is subtracted).
+most every 100 ms, then Plotly's redraw of the price chart, the first of the round). The
+browser clock is compared with ``time.time()`` before each phase (the offset, a fraction of a
+millisecond on one machine, is subtracted).
 
 Two paces: 2 ticks/s (each tick alone, like a live source that brings one price per coin a
 minute) and 40 ticks/s (the demo's pace, where redraws are coalesced).
