@@ -29,6 +29,7 @@ SECTIONS = [
     "bench_scale",  # 4. CPU and memory as coins grow, one process
     "bench_store",  # 5. store: ticks/s persisted, checkpoints, recovery (issue 3)
     "bench_api",  # 6. API and SSE (issue 4)
+    "bench_dashboard",  # 7. tick-to-chart latency in Chromium (issue 5)
 ]
 
 
