@@ -15,6 +15,14 @@ from cryptotech.config import ModelSettings
 from cryptotech.domain import Tick
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "reliability: the short reliability suite of issue 7 (tests/reliability); "
+        "the full one is `python benchmarks/reliability.py`")
+
+
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 

@@ -208,6 +208,9 @@ class Fault:
         CoinGecko error code for 401/403 (10002, 10005, 10010, 10011; default 10002).
     endpoint
         ``"simple/price"`` (default), ``"market_chart"``, ``"ping"`` or ``"*"``.
+    echo_key
+        For error statuses with a JSON body: the error message quotes back the API key the
+        client sent, as a careless upstream or proxy might (to check that it is redacted).
     """
 
     kind: str
@@ -219,6 +222,7 @@ class Fault:
     factor: float = 10.0
     endpoint: str = "simple/price"
     until: float | None = None
+    echo_key: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -240,7 +244,12 @@ class Fault:
 
 @dataclass
 class RecordedRequest:
-    """One request the fake received. Header names are lower-case."""
+    """One request the fake received. Header names are lower-case.
+
+    ``at`` is when it arrived and ``done`` when its answer was ready (``time.monotonic``);
+    ``fault`` the injected fault it got, if any; ``point`` the history index a
+    ``/simple/price`` answer served (None if it served none).
+    """
 
     method: str
     path: str
@@ -248,6 +257,9 @@ class RecordedRequest:
     headers: dict[str, str]
     status: int | None = None
     at: float = field(default_factory=time.monotonic)
+    done: float | None = None
+    fault: Fault | None = None
+    point: int | None = None
 
 
 def _free_socket(port: int) -> socket.socket:
@@ -463,10 +475,12 @@ class FakeCoinGecko:
         with self._lock:
             self._requests.append(record)
         fault = self._take_fault(endpoint)
+        record.fault = fault
         if fault is not None and fault.delay:
             await self._sleep(fault.delay)
         status, body, headers = self._answer(endpoint, record, fault)
         record.status = status
+        record.done = time.monotonic()
         media = "text/html; charset=utf-8" if body.lstrip().startswith(b"<") else "application/json"
         return Response(body, status_code=status, headers=headers, media_type=media)
 
@@ -485,7 +499,7 @@ class FakeCoinGecko:
         if auth is not None:
             return 401, _json_body(self._auth_body(auth)), {}
         if fault is not None and fault.kind in STATUS_KINDS:
-            return self._error(fault)
+            return self._error(fault, record.headers)
         if fault is not None and fault.kind == "malformed":
             if fault.body == "html":
                 page = HTML_PAGE.format(title="Error", text="Something went wrong.")
@@ -494,7 +508,7 @@ class FakeCoinGecko:
         if endpoint == "ping":
             return 200, _json_body({"gecko_says": "(V3) To the Moon!"}), {}
         if endpoint == "simple/price":
-            return self._simple_price(record.query, fault)
+            return self._simple_price(record.query, fault, record)
         parts = endpoint.split("/")
         if len(parts) == 3 and parts[0] == "coins" and parts[2] == "market_chart":
             return self._market_chart(parts[1], record.query, fault)
@@ -526,8 +540,12 @@ class FakeCoinGecko:
             }
         }
 
-    def _error(self, fault: Fault) -> tuple[int, bytes, dict[str, str]]:
+    def _error(self, fault: Fault, sent: Mapping[str, str]) -> tuple[int, bytes, dict[str, str]]:
         status = int(fault.kind)
+        echo = ""
+        if fault.echo_key:
+            key = sent.get("x-cg-demo-api-key") or sent.get("x-cg-pro-api-key") or ""
+            echo = f" (request key: {key})"
         headers: dict[str, str] = {}
         if fault.retry_after is not None:
             headers["retry-after"] = str(fault.retry_after)
@@ -538,14 +556,20 @@ class FakeCoinGecko:
             page = HTML_PAGE.format(title=title, text="Please try again in a few minutes.")
             return status, page.encode(), headers
         if status == 429:
+            if echo:
+                body = json.loads(RATE_LIMIT_BODY)
+                body["status"]["error_message"] += echo
+                return status, _json_body(body), headers
             return status, RATE_LIMIT_BODY.encode(), headers
         if status in (401, 403):
-            return status, _json_body(self._auth_body(fault.code or 10002)), headers
+            body = self._auth_body(fault.code or 10002)
+            body["status"]["error_message"] += echo
+            return status, _json_body(body), headers
         reasons = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
-        return status, _json_body({"error": reasons.get(status, "Error")}), headers
+        return status, _json_body({"error": reasons.get(status, "Error") + echo}), headers
 
     def _simple_price(
-        self, query: Mapping[str, str], fault: Fault | None
+        self, query: Mapping[str, str], fault: Fault | None, record: RecordedRequest | None = None
     ) -> tuple[int, bytes, dict[str, str]]:
         ids = [i for i in query.get("ids", "").split(",") if i]
         currencies = [c for c in query.get("vs_currencies", "").split(",") if c]
@@ -559,6 +583,8 @@ class FakeCoinGecko:
                 k = self.index
                 self.index += self.step
             self._last_index = k
+            if record is not None:
+                record.point = k
         affected = set(fault.coins) if fault is not None and fault.coins else set(ids[:1])
         out: dict[str, Any] = {}
         for coin_id in ids:

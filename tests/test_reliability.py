@@ -1,0 +1,39 @@
+"""The short reliability suite (issue 7) under pytest: one test per scenario, in order.
+
+Each test runs one scenario of ``tests/reliability`` in its short form and fails unless
+every fault injected was survived, every bad input answered cleanly and no event lost (the
+row's reasons are the assertion message). The scenarios share one work folder so that the
+last one, secrets, scans everything the others wrote and received. The full suite (more
+kills, cycles, examples and a longer soak) is ``python benchmarks/reliability.py``; this is
+``python benchmarks/reliability.py --short``. Skip it with ``-m "not reliability"``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from reliability.core import SCENARIOS, new_context, run_scenario
+
+pytestmark = pytest.mark.reliability
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    ctx = new_context(short=True, seed=20250607,
+                      workdir=tmp_path_factory.mktemp("reliability"))
+    ctx.watch.install()
+    try:
+        yield ctx
+    finally:
+        ctx.watch.uninstall()
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario(suite, name):
+    rows = run_scenario(suite, name)
+    assert rows
+    failed = {row.scenario: row.failures or [f"{row.ok}/{row.tried}, lost {row.lost}"]
+              for row in rows if not row.passed}
+    assert not failed, failed
+    for row in rows:
+        assert row.ok == row.tried > 0 and not row.lost
