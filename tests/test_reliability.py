@@ -26,6 +26,8 @@ def suite(tmp_path_factory):
         yield ctx
     finally:
         ctx.watch.uninstall()
+        for db in ctx.workdir.rglob("*.db*"):  # tens of MB each; the logs stay for a look
+            db.unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))

@@ -139,7 +139,8 @@ def run(ctx: Context) -> list[Row]:
     at_last_kill = len(committed)
     demo.run_to_end(db, expected)
     took = demo.run_to_end(reference, expected, proc=uninterrupted)
-    say(f"  crashes: {row.tried} kills; the uninterrupted run ended {took:.1f} s after them")
+    say(f"  crashes: {row.tried} kills; the uninterrupted run, alongside, needed {took:.1f} s "
+        "more")
 
     want, got = db_snapshot(reference), db_snapshot(db)
     lost_total += len(committed - _keys(db)) + got["dup_ticks"]

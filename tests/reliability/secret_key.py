@@ -147,5 +147,6 @@ def run(ctx: Context) -> list[Row]:
         f"{asked} pages asked: {lines} log lines, {responses} responses "
         f"({ctx.watch.response_bytes / 1024**2:.0f} MB), {db_rows} database rows in "
         f"{sum(p.suffix == '.db' for p in files)} databases, and the raw bytes of "
-        f"{len(files)} files: the key in none")
+        f"{len(files)} files: the key in "
+        f"{'none' if row.ok == row.tried and not hits else f'{row.tried - row.ok} + {len(hits)} files'}")
     return [row]

@@ -349,9 +349,10 @@ def run(ctx: Context) -> list[Row]:
         # from when its connection is full (the kernel buffers data first: see the notes);
         # where the send queue cannot be read, from when it stopped reading
         after = st["after_full"] if st["full_at"] is not None else st["evicted_after"]
-        # "does not move": a blocked fan-out would add seconds (send_timeout); the machine's
-        # own noise (it is shared) is tens of ms
-        steady = p99 <= max(2 * p99_base, p99_base + 0.100)
+        # "does not move": a fan-out held up by the stalled client would add a send_timeout
+        # (2 s) to the others' events; what a shared machine adds by itself stays well under
+        # a quarter of a second
+        steady = p99 <= max(2 * p99_base, p99_base + 0.25)
         evicted = after is not None and after <= bound + 0.25
         stall_row.count(evicted and steady,
                         f"stall {i + 1}: evicted {after} s after its connection was full "
