@@ -328,7 +328,12 @@ class Store:
                    AND id NOT IN (SELECT tick_id FROM predictions)""",
                 (before_ts,),
             )
-            tx.execute("DELETE FROM events WHERE kind = 'tick' AND ts < ?", (before_ts,))
+            # by the ticks' own time (event time: a replay is far from the wall clock that
+            # events.ts holds), and only a prefix in id order, so no hole opens above the
+            # oldest tick event kept (replay_floor)
+            tx.execute("DELETE FROM events WHERE kind = 'tick' AND id < COALESCE((SELECT id"
+                       " FROM events WHERE kind = 'tick' AND json_extract(data, '$.ts') >= ?"
+                       " ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM events))", (before_ts,))
             return cur.rowcount
 
     # -- reading -------------------------------------------------------------------------

@@ -105,6 +105,20 @@ def test_retention_never_deletes_what_recovery_needs(tmp_path):
         assert store._conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
+def test_tick_events_are_pruned_by_the_ticks_own_time(tmp_path):
+    # Event time, never the wall clock: a replay runs far behind it (or, at 3600x, passes it
+    # within hours), and its tick events must go and stay by the ticks' time, in id order,
+    # so that the history above replay_floor stays complete.
+    ticks = random_walk(300)  # 2025: the wall clock is later
+    with Store(tmp_path / "a.db") as store:
+        _, results = feed(store, ticks)
+        store.save_checkpoint("btc", results[-1][0], b"cp", "r", "p")
+        store.prune(ticks[250].epoch)
+        kept = [e for e in store.events_after(0, None, 10**6) if e.kind == "tick"]
+        assert [e.data["ts"] for e in kept] == [t.epoch for t in ticks[250:]]
+        assert store.replay_floor() == kept[0].id - 1
+
+
 def test_missing_folder_and_read_only_file_give_clear_errors(tmp_path):
     with pytest.raises(StoreError, match="does not exist"):
         Store(tmp_path / "nope" / "a.db")
