@@ -10,11 +10,17 @@ kills, cycles, examples and a longer soak) is ``python benchmarks/reliability.py
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from reliability.core import SCENARIOS, new_context, run_scenario
 
-pytestmark = pytest.mark.reliability
+pytestmark = [
+    pytest.mark.reliability,
+    pytest.mark.skipif(not sys.platform.startswith("linux"),
+                       reason="the suite uses SIGKILL, /proc and setpriv/chattr (Linux)"),
+]
 
 
 @pytest.fixture(scope="module")
