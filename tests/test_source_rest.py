@@ -245,7 +245,30 @@ def test_auth_errors_give_one_actionable_message_and_no_hammering(fake, caplog, 
     else:
         fake.fail_next("401", code=code)
     source = CoinGeckoRestSource(settings_for(fake, coins=TWO, key=KEY, plan="demo"))
-    ticks = asyncio.run(run_for(source.stream(), 0.5))
+
+    async def until_refused_then_half_a_second():
+        # bounded wait for the first (refused) call, however busy the machine, then watch
+        # 0.5 s more for any further call
+        ticks, task = [], None
+
+        async def consume():
+            async for tick in source.stream():
+                ticks.append(tick)
+
+        task = asyncio.create_task(consume())
+        for _ in range(200):
+            if source.status.state == "auth_error":
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return ticks
+
+    ticks = asyncio.run(until_refused_then_half_a_second())
     assert ticks == []
     assert len(fake.requests) == 1  # one call, then a long wait (10 minutes by default)
     assert source.status.state == "auth_error"
