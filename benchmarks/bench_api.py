@@ -64,19 +64,11 @@ def free_port() -> int:
 
 
 def rss_mb(pid: int) -> float | None:
-    """Resident memory of a process in MB (Linux /proc; psutil elsewhere if installed)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    try:
-        import psutil
+    """Resident memory of a process in MB (the helper of ``tests/conftest.py``)."""
+    sys.path.insert(0, str(common.REPO / "tests"))
+    from conftest import rss_mb as measure
 
-        return psutil.Process(pid).memory_info().rss / 1024**2
-    except Exception:  # noqa: BLE001 - no way to measure on this platform
-        return None
+    return measure(pid)
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -300,3 +300,19 @@ def db_snapshot(db) -> dict:
         }
     finally:
         conn.close()
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process in MB (Linux /proc; psutil elsewhere if installed)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss / 1024**2
+    except Exception:  # noqa: BLE001 - no way to measure on this platform
+        return None

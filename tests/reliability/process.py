@@ -11,25 +11,9 @@ from typing import Any
 
 import httpx
 
-from conftest import free_port, start_cli
+from conftest import free_port, rss_mb, start_cli
 
 from reliability.core import Context
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of a process in MB (Linux /proc; psutil elsewhere if installed)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        return psutil.Process(pid).memory_info().rss / 1024**2
-    except Exception:  # noqa: BLE001 - no way to measure here
-        return None
 
 
 class Server:
