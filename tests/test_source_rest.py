@@ -137,7 +137,8 @@ def test_429_honours_retry_after_in_seconds(fake, caplog):
     assert [t.coin for t in ticks] == ["btc", "eth"]
     first, second = fake.requests_to("simple/price")[:2]
     assert first.status == 429 and second.status == 200
-    assert 1.0 <= second.at - first.at < 1.5
+    # waited what Retry-After asked (upper bound loose: a busy machine may be late)
+    assert 1.0 <= second.at - first.at < 5.0
     assert source.status.errors == 1
     rate_lines = [r for r in source_logs(caplog) if "rate_limited" in r.getMessage()]
     assert len(rate_lines) == 1 and "Retry-After 1 s" in rate_lines[0].getMessage()
@@ -150,7 +151,8 @@ def test_429_honours_an_http_date_with_an_html_body(fake):
     source = CoinGeckoRestSource(settings_for(fake, coins=TWO), now=lambda: fixed)
     asyncio.run(take(source.stream(), 2))
     first, second = fake.requests_to("simple/price")[:2]
-    assert 1.0 <= second.at - first.at < 1.5
+    # waited what Retry-After asked (upper bound loose: a busy machine may be late)
+    assert 1.0 <= second.at - first.at < 5.0
 
 
 def test_429_without_retry_after_backs_off_with_seeded_jitter(fake):
