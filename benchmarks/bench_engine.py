@@ -24,7 +24,7 @@ import time
 from bisect import bisect_left
 
 import common
-from common import CONFIGS, fmt, fmt_stat, stat
+from common import CONFIGS, fmt_stat, stat
 
 NAME = "engine"
 TITLE = "2. Throughput and its ceiling (one coin, backtest vs bare River loop)"

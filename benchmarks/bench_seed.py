@@ -28,9 +28,8 @@ import gc
 import sys
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 from common import fmt, fmt_stat, num, stat
 
 NAME = "seed"

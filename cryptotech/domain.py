@@ -51,9 +51,22 @@ class Tick:
         return self.ts.timestamp()
 
 
+QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95)
+"""The levels of the published predictive quantiles (``Prediction.quantiles``), in this order."""
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """A forecast of ``coin``'s price at ``target_at``, made at ``made_at``."""
+    """A forecast of ``coin``'s price at ``target_at``, made at ``made_at``.
+
+    ``forecast`` is the published median and ``[lower, upper]`` the interval at the configured
+    level. The probabilistic part: ``quantiles`` are prices at :data:`QUANTILE_LEVELS` (empty
+    when not computed), ``p_up`` the probability that the price at ``target_at`` is above
+    ``price``, ``vol`` the forecast standard deviation of the log-return over the horizon (a
+    fraction), ``p_move`` pairs ``(threshold, probability)``: the chance that the price moves
+    further than ``±threshold`` (a fraction, e.g. 0.02 for 2 %). ``horizon`` is its label
+    (``"1h"``) as configured.
+    """
 
     coin: str
     made_at: datetime
@@ -63,6 +76,11 @@ class Prediction:
     lower: float
     upper: float
     model: str
+    horizon: str = "1h"
+    quantiles: tuple[float, ...] = ()
+    p_up: float | None = None
+    vol: float | None = None
+    p_move: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,7 @@ class LiveServer:
         self.thread = None
         self.url = ""
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         import asyncio
         import socket
         import threading

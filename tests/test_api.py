@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-
 from conftest import START, FeedSource, LiveServer, api_settings, random_walk, wait_until
+
 from cryptotech.api import routes
 from cryptotech.api.app import create_app
 from cryptotech.api.present import Presenter

@@ -10,6 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 import schemathesis
+from conftest import FeedSource, LiveServer, api_settings, random_walk, wait_until
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -20,7 +21,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import FeedSource, LiveServer, api_settings, random_walk, wait_until
 from cryptotech.api.app import create_app
 
 

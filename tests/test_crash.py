@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import cli_env, db_snapshot, free_port, start_cli, ticks_in
 
 EXPECTED_TICKS = 2 * 8640

@@ -2,10 +2,10 @@ import logging
 import pickle
 
 import pytest
+from conftest import random_walk, run_engine, two_coins
+from conftest import stored_predictions as predictions
 
-from conftest import random_walk, run_engine, stored_predictions as predictions, two_coins
 from cryptotech.config import Settings
-from cryptotech.learning.learner import dumps
 from cryptotech.store import Store
 
 

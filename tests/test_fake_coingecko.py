@@ -21,8 +21,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import cryptotech
-from cryptotech.testing.fake_coingecko import FakeCoinGecko, FakeCoinGeckoStream
-from cryptotech.testing.fake_coingecko import FAULT_KINDS, Fault
+from cryptotech.testing.fake_coingecko import FAULT_KINDS, FakeCoinGecko, FakeCoinGeckoStream, Fault
 
 FIXTURES = Path(__file__).parent / "fixtures" / "coingecko"
 DATA = Path(cryptotech.__file__).parent / "data"

@@ -5,12 +5,11 @@ from datetime import timedelta
 
 import pytest
 import river
+from conftest import START, model_settings, random_walk
 from river import base
 
-from conftest import START, model_settings, random_walk
 from cryptotech.domain import Tick
 from cryptotech.errors import CheckpointError
-from cryptotech.learning import learner as learner_module
 from cryptotech.learning.learner import CoinLearner, dumps, loads
 from cryptotech.learning.models import PERSISTENCE
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from reliability.core import SCENARIOS, new_context, run_scenario
 
 pytestmark = [

@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import random
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,8 +16,7 @@ from cryptotech.errors import ConfigError
 from cryptotech.sources import PriceSource, live_source
 from cryptotech.sources.base import Backoff
 from cryptotech.sources.coingecko import CoinGeckoRestSource, next_month
-from cryptotech.testing.fake_coingecko import FakeCoinGecko
-from cryptotech.testing.fake_coingecko import load_history
+from cryptotech.testing.fake_coingecko import FakeCoinGecko, load_history
 from cryptotech.testing.helpers import run_for, settings_for, take
 
 KEY = "CG-planted-4f7a9c21e0b8d3"

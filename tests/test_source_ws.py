@@ -12,8 +12,7 @@ import pytest
 from cryptotech.errors import ConfigError
 from cryptotech.sources import PriceSource, live_source
 from cryptotech.sources.coingecko_ws import CoinGeckoStreamSource
-from cryptotech.testing.fake_coingecko import FakeCoinGecko, FakeCoinGeckoStream
-from cryptotech.testing.fake_coingecko import load_history
+from cryptotech.testing.fake_coingecko import FakeCoinGecko, FakeCoinGeckoStream, load_history
 from cryptotech.testing.helpers import settings_for, take
 
 KEY = "CG-pro-planted-7d1e5b93aa"

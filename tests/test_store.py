@@ -1,11 +1,10 @@
 import os
 import sqlite3
 import stat
-from datetime import timedelta
 
 import pytest
-
 from conftest import model_settings, random_walk
+
 from cryptotech.domain import Outcome
 from cryptotech.errors import StoreError
 from cryptotech.learning.learner import CoinLearner

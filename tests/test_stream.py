@@ -20,9 +20,9 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from conftest import FeedSource, LiveServer, api_settings, random_walk, wait_until
 from httpx_sse import connect_sse
 
-from conftest import FeedSource, LiveServer, api_settings, random_walk, wait_until
 from cryptotech.api.app import create_app
 from cryptotech.store import Store
 
@@ -432,6 +432,7 @@ def test_sigterm_with_open_streams_exits_within_5_seconds(tmp_path):
 
 def test_replay_floor_follows_pruning(tmp_path):
     from conftest import model_settings
+
     from cryptotech.learning.learner import CoinLearner
 
     with Store(tmp_path / "f.db") as store:

@@ -179,7 +179,7 @@ async def reject_unknown_query(request: Request) -> None:
     allowed = getattr(route, "_query_names", None)
     if allowed is None:
         allowed = frozenset(_query_names(dependant))
-        setattr(route, "_query_names", allowed)
+        route._query_names = allowed
     seen: set[str] = set()
     for name, _ in request.query_params.multi_items():
         if name not in allowed:

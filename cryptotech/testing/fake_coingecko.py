@@ -147,7 +147,7 @@ class CoinHistory:
         }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_history(symbol: str) -> CoinHistory:
     """The bundled ``<SYMBOL>USDT_5m.csv.gz`` of ``symbol`` (e.g. ``"btc"``)."""
     path = DATA_DIR / f"{symbol.upper()}USDT_5m.csv.gz"

@@ -38,7 +38,6 @@ from cryptotech.config import ModelSettings
 from cryptotech.learning.learner import CoinLearner, dumps
 from cryptotech.store import Store
 from cryptotech.testing.fake_coingecko import FakeCoinGecko, offset_to_now
-
 from reliability.core import Context, Row, say
 from reliability.process import Server
 

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from conftest import db_snapshot, free_port, start_cli, ticks_in
-from cryptotech.testing.fake_coingecko import load_history
 
+from cryptotech.testing.fake_coingecko import load_history
 from reliability.core import Context, Row, say
 
 

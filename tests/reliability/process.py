@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from conftest import free_port, rss_mb, start_cli
 
 from reliability.core import Context

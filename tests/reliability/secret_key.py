@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 from cryptotech.testing.fake_coingecko import FakeCoinGecko, offset_to_now
-
 from reliability.core import Context, Row
 from reliability.process import Server
 

@@ -36,13 +36,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import random_walk, run_engine, stored_predictions, two_coins
+
 from cryptotech.config import Settings
 from cryptotech.engine import Engine
 from cryptotech.errors import StoreError
 from cryptotech.hub import Hub
 from cryptotech.learning.learner import CoinLearner
 from cryptotech.store import Store
-
 from reliability.core import Context, Row
 
 NOBODY = 65534
@@ -224,8 +224,9 @@ def _digest(path: Path) -> str:
 def _prepared_db(folder: Path) -> Path:
     path = folder / "ro.db"
     with Store(path) as store:
-        from cryptotech.learning.learner import CoinLearner as Learner
         from conftest import model_settings
+
+        from cryptotech.learning.learner import CoinLearner as Learner
 
         learner = Learner("btc", model_settings())
         for tick in random_walk(30):

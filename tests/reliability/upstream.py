@@ -46,7 +46,6 @@ from cryptotech.sources.coingecko import CoinGeckoRestSource, parse_retry_after
 from cryptotech.store import Store
 from cryptotech.testing.fake_coingecko import FakeCoinGecko, RecordedRequest, load_history
 from cryptotech.testing.helpers import run_for
-
 from reliability.core import Context, Row, say
 
 COINS = {"btc": "bitcoin", "eth": "ethereum"}
