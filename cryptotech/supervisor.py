@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -91,13 +91,17 @@ class Supervisor:
         Applied to every error message kept for ``/status`` (e.g. blanks the API key).
     rng
         Jitter of the backoff (seed it in tests).
+    sleep
+        How a restart waits (``asyncio.sleep``; tests inject one they control).
     """
 
     def __init__(self, base: float = 1.0, cap: float = 60.0, fail_after: int = 5,
-                 clean: Callable[[str], str] = lambda s: s, rng: random.Random | None = None):
+                 clean: Callable[[str], str] = lambda s: s, rng: random.Random | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
         self.base, self.cap, self.fail_after = base, cap, fail_after
         self.clean = clean
         self.rng = rng
+        self.sleep = sleep
         self.health: dict[str, TaskHealth] = {}
         self.tasks: dict[str, asyncio.Task] = {}
         self.stopping = False
@@ -143,7 +147,7 @@ class Supervisor:
 
     async def _run(self, name: str, factory: CoroFactory) -> None:
         health = self.health[name]
-        backoff = Backoff(self.base, max(self.base, self.cap), self.rng)
+        backoff: Backoff | None = None
         while True:
             health.running = True
             try:
@@ -159,10 +163,12 @@ class Supervisor:
                 self._count(name, exc)
                 if health.estado != "falhou":
                     health.estado = "reiniciando"
+                if backoff is None:
+                    backoff = Backoff(self.base, max(self.base, self.cap), self.rng)
                 wait = backoff.next()
                 log.error("%s: task died; restarting in %.1f s (failure %d in a row)", name,
                           wait, health.in_a_row, exc_info=exc)
-                await asyncio.sleep(wait)
+                await self.sleep(wait)
                 if health.estado == "reiniciando":
                     health.estado = "ok"
                 log.info("%s: task restarted", name)
