@@ -49,11 +49,11 @@ def _noisy_run(ctx: Context) -> int:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and server.get("/prever/btc").status_code != 200:
                 time.sleep(0.2)
+            errors = server.status()["fonte"]["erros"]
             fake.fail_next("401", code=10099, echo_key=True)  # last: then a 10-minute wait
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and fake.pending_faults:
+            deadline = time.monotonic() + 30  # until the engine has taken the refusal in
+            while time.monotonic() < deadline and server.status()["fonte"]["erros"] <= errors:
                 time.sleep(0.1)
-            time.sleep(0.5)
             for page in PAGES:
                 server.get(page)
                 asked += 1

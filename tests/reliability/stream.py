@@ -237,7 +237,10 @@ class Scenario:
         sampler = asyncio.create_task(self.sample_rss())
         async with httpx.AsyncClient(base_url=self.server.url, timeout=10) as client:
             readers = [asyncio.create_task(self.reader(c)) for c in (None, None, "btc", "eth")]
-            await asyncio.sleep(2.0)  # readers connected and warm
+            deadline = time.monotonic() + 30  # readers connected and warm: each got an event
+            while time.monotonic() < deadline and not (
+                    len(self.readers) == len(readers) and all(b.ids for b in self.readers)):
+                await asyncio.sleep(0.05)
             t0 = time.monotonic()
             await asyncio.sleep(ctx.pick(15.0, 6.0))
             self.windows["without a stalled client"] = (t0, time.monotonic())
