@@ -206,20 +206,15 @@ def test_server_errors_back_off_exponentially_and_log_once(fake, caplog):
 
 def test_timeouts_are_retried_and_explained(fake):
     fake.fail_next("timeout")
-    source = CoinGeckoRestSource(settings_for(fake, coins=TWO, timeout="200ms"))
-    seen = []
-
-    async def scenario():
-        stream = source.stream()
-        task = asyncio.ensure_future(take(stream, 2, timeout=10))
-        while source.status.state != "unreachable":
-            await asyncio.sleep(0.01)
-        seen.append(source.status.message)
-        return await task
-
-    ticks = asyncio.run(asyncio.wait_for(scenario(), 10))
+    clock = VirtualClock(hold_after=1)
+    source = CoinGeckoRestSource(settings_for(fake, coins=TWO, timeout="200ms"),
+                                 **clock.source_options())
+    asyncio.run(run_until(source.stream(), lambda: clock.waits))  # held in the backoff wait
+    assert source.status.state == "unreachable"
+    assert "did not answer within 0.2 s" in source.status.message
+    clock.hold_after = None
+    ticks = asyncio.run(take(source.stream(), 2, timeout=10))
     assert len(ticks) == 2 and source.status.state == "live"
-    assert "did not answer within 0.2 s" in seen[0]
 
 
 def test_unreachable_host_is_reported_once(caplog):
