@@ -31,7 +31,7 @@ import json
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -332,6 +332,9 @@ class CoinGeckoRestSource:
         Random generator for the backoff jitter (seed it in tests).
     now
         Wall clock (aware UTC datetime) for the credit budget and ``Retry-After`` dates.
+    monotonic, sleep
+        The clock that times the waits between polls and the coroutine that waits
+        (``time.monotonic`` and ``asyncio.sleep``; tests pass a virtual clock).
     credits_used_month
         Credits already spent this month (e.g. remembered by the store across restarts).
     auth_retry_after
@@ -350,6 +353,8 @@ class CoinGeckoRestSource:
         validator: TickValidator | None = None,
         rng: random.Random | None = None,
         now: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         credits_used_month: int = 0,
         auth_retry_after: float = 600.0,
         max_wait: float = 3600.0,
@@ -381,6 +386,8 @@ class CoinGeckoRestSource:
             key = ""
         self._key = key
         self.now = now or (lambda: datetime.now(UTC))
+        self.monotonic = monotonic
+        self.sleep = sleep
         self.status = status if status is not None else SourceStatus(source="coingecko-rest")
         self.validator = validator if validator is not None else TickValidator(self.status)
         self.backoff = Backoff(base=self.interval, cap=max(self.interval, max_wait), rng=rng)
@@ -478,22 +485,22 @@ class CoinGeckoRestSource:
         self.budget.spend(self.now())
         self.status.credits_used_month = self.budget.used
 
-    async def stream(self) -> AsyncIterator[Tick]:
+    async def stream(self) -> AsyncGenerator[Tick, None]:
         """Poll forever, yielding each new valid tick; cancel (or ``aclose``) to stop."""
         async with self._client() as client:
             while True:
-                started = time.monotonic()
+                started = self.monotonic()
                 ticks: list[Tick] = []
                 if not self._can_spend():
                     deadline = started + self._budget_exhausted()
                 else:
                     ticks, wait, steady = await self._poll(client)
-                    deadline = (started if steady else time.monotonic()) + wait
-                left = max(0.0, deadline - time.monotonic())
+                    deadline = (started if steady else self.monotonic()) + wait
+                left = max(0.0, deadline - self.monotonic())
                 self.status.next_poll_at = self.now() + timedelta(seconds=left)
                 for tick in ticks:
                     yield tick
-                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                await self.sleep(max(0.0, deadline - self.monotonic()))
 
     def _budget_exhausted(self) -> float:
         now = self.now()
