@@ -559,5 +559,5 @@ class CoinGeckoRestSource:
                 except MalformedResponse:
                     self.validator.reject("malformed")
         out.sort(key=lambda t: (t.ts, t.coin))
-        LOG.info("backfill: %d ticks for %d coins from %s", len(out), done, self._host)
+        LOG.info("backfill: %d tick(s) for %d coin(s) from %s", len(out), done, self._host)
         return out
