@@ -216,7 +216,7 @@ def test_timeouts_are_retried_and_explained(fake):
 
     ticks = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert len(ticks) == 2 and source.status.state == "live"
-    assert "did not answer within 0.2 s" in seen[0]
+    assert "não respondeu em 0.2 s" in seen[0]
 
 
 def test_unreachable_host_is_reported_once(caplog):
@@ -227,18 +227,18 @@ def test_unreachable_host_is_reported_once(caplog):
     asyncio.run(run_for(source.stream(), 0.6))
     assert source.status.state == "unreachable"
     assert source.status.polls >= 3 and source.status.errors == source.status.polls
-    assert "cannot reach CoinGecko at 127.0.0.1:" in source.status.message
+    assert "não foi possível acessar o CoinGecko em 127.0.0.1:" in source.status.message
     assert len([r for r in source_logs(caplog) if "unreachable" in r.getMessage()]) == 1
 
 
 @pytest.mark.parametrize(
     ("code", "hint"),
     [
-        (10002, "set CRYPTOTECH_COINGECKO_API_KEY"),
-        (10005, "not on your plan"),
+        (10002, "defina CRYPTOTECH_COINGECKO_API_KEY"),
+        (10005, "não faz parte do seu plano"),
         (10010, 'source.plan = "pro"'),
         (10011, 'source.plan = "demo"'),
-        (None, "check CRYPTOTECH_COINGECKO_API_KEY"),
+        (None, "confira CRYPTOTECH_COINGECKO_API_KEY"),
     ],
 )
 def test_auth_errors_give_one_actionable_message_and_no_hammering(fake, caplog, code, hint):
@@ -362,7 +362,7 @@ def test_a_monthly_credit_budget_is_never_exceeded(fake):
     status = source.status
     assert (status.state, status.credits_used_month, status.credit_budget) == (
         "budget_exhausted", 3, 3)
-    assert "2025-07-01 00:00 UTC" in status.message
+    assert "30/06/2025 às 21:00 (horário de São Paulo)" in status.message  # 00:00 UTC
     assert 0.08 < gaps(fake.requests)[0] < 0.3  # spread out, not every 10 ms
 
 
