@@ -6,6 +6,7 @@ created; a started server answers on the port it announced.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -112,14 +114,19 @@ def test_backfill_says_ticks_and_coins_in_good_grammar(tmp_path):
     assert "tick(s) for 1 coin(s)" in proc.stderr  # the log line
 
 
-def test_demo_serves_on_the_port_it_bound_and_names_the_zone_by_city(tmp_path):
+def free_port() -> int:
     with socket.socket() as probe:  # a free port, released for the server to take
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cryptotech.cli", "demo", "--port", str(port), "--db", "d.db",
-         "--laps", "1"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("CRYPTOTECH_")})
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(*args: str, cwd: Path, env: dict[str, str] | None = None):
+    """``cryptotech ARGS`` running: yields (banner lines, GET /status); stopped with Ctrl+C."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOTECH_")}
+    proc = subprocess.Popen([sys.executable, "-m", "cryptotech.cli", *args], cwd=cwd,
+                            env={**environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     banner_done = threading.Event()
 
@@ -132,20 +139,21 @@ def test_demo_serves_on_the_port_it_bound_and_names_the_zone_by_city(tmp_path):
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    port = args[args.index("--port") + 1]
+
+    def status() -> httpx.Response:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/status", timeout=5)
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # polling for the server's start, bounded by the deadline
+
     try:
         assert banner_done.wait(60), (lines, proc.poll())
-        assert "  horários: fuso de São Paulo" in lines
-        assert f"  painel:   http://127.0.0.1:{port}/painel/" in lines
-        deadline = time.monotonic() + 60
-        status = None
-        while time.monotonic() < deadline:
-            try:
-                status = httpx.get(f"http://127.0.0.1:{port}/status", timeout=5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)  # polling for the server's start, bounded by the deadline
-        assert status is not None and status.status_code == 200
-        assert status.json()["fonte"]["tipo"] == "replay"
+        yield lines, status
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -160,3 +168,34 @@ def test_demo_serves_on_the_port_it_bound_and_names_the_zone_by_city(tmp_path):
                 pipe.close()
     assert proc.returncode in (0, 130), errors  # 130: stopped by Ctrl+C, as shells count it
     assert "Traceback" not in errors
+
+
+def test_demo_serves_on_the_port_it_bound_and_names_the_zone_by_city(tmp_path):
+    port = free_port()
+    with serving("demo", "--port", str(port), "--db", "d.db", "--laps", "1",
+                 cwd=tmp_path) as (banner, status):
+        assert "  horários: fuso de São Paulo" in banner
+        assert f"  painel:   http://127.0.0.1:{port}/painel/" in banner
+        answer = status()
+        assert answer.status_code == 200
+        assert answer.json()["fonte"]["tipo"] == "replay"
+
+
+def test_run_against_the_live_fake_looks_live_and_says_rest_in_portuguese(tmp_path):
+    port = free_port()
+    with FakeCoinGecko(live=True) as fake:
+        env = {"CRYPTOTECH_SOURCE__BASE_URL": fake.url, "CRYPTOTECH_COINS": "btc=bitcoin",
+               "CRYPTOTECH_MODEL__CANDIDATES": '["bayes_linear"]'}
+        with serving("run", "--port", str(port), "--db", "r.db", cwd=tmp_path,
+                     env=env) as (_, status):
+            deadline = time.monotonic() + 90
+            fonte: dict = {}
+            while time.monotonic() < deadline:
+                fonte = status().json()["fonte"]
+                if fonte["estado"] == "live" and fonte["ultimo_preco_em"].get("btc"):
+                    break
+                time.sleep(0.1)  # waiting for the first poll, bounded by the deadline
+    assert fonte["tipo"] == "rest" and fonte["estado"] == "live"
+    assert fonte["mensagem"].startswith("consultando 127.0.0.1:") and "1 moeda" in fonte["mensagem"]
+    last = datetime.fromisoformat(fonte["ultimo_preco_em"]["btc"])
+    assert abs((datetime.now(timezone.utc) - last).total_seconds()) < 120
