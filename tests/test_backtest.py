@@ -63,4 +63,4 @@ def test_table_and_report(backtest):
     eth = next(line.split() for line in proc.stdout.splitlines() if line.split()[:1] == ["eth"])
     assert eth[1] == "2003"
     html = (out / "r.html").read_text()
-    assert "Plotly.newPlot" in html and "forecast vs realised" in html
+    assert "Plotly.newPlot" in html and "Candidatos lado a lado" in html
