@@ -47,7 +47,8 @@ h1{font-size:1.5rem}h2{font-size:1.25rem;margin-top:2rem}
 p,li{max-width:70ch}
 .rolagem{overflow-x:auto;-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums;min-width:100%}
-th,td{padding:4px 8px;border-bottom:1px solid #333;text-align:right;white-space:nowrap}
+th,td{padding:4px 8px;border-bottom:1px solid #333;text-align:right}
+td{white-space:nowrap}th{vertical-align:bottom}
 th:first-child,td:first-child{text-align:left}
 .legenda{color:#aaa;margin:1rem 0 .25rem}
 .dica{display:none;color:#888;font-size:.85em;margin:0 0 .25rem}
@@ -131,15 +132,16 @@ def _table(caption: str, header: list[str], rows: list[list[str]], css_id: str) 
 
 
 def _summary_table(results: Mapping[str, CoinResult], level: float) -> str:
-    header = ["Moeda", "Resultados", "Erro médio", "Erro médio da persistência",
-              "Skill", "Acerto de direção", f"Cobertura ({level:.0%})", "Largura média (bps)"]
+    # skill and coverage first: on a phone they are the columns seen without scrolling
+    header = ["Moeda", "Skill", f"Cobertura ({level:.0%})", "Acerto de direção", "Erro médio",
+              "Erro médio da persistência", "Largura média (bps)", "Resultados"]
     rows = []
     for coin in sorted(results):
         s = results[coin].summary()
-        rows.append([coin.upper(), str(s.get("n", 0)), _fmt(s.get("mae"), "{:.4g}"),
-                     _fmt(s.get("mae_persistence"), "{:.4g}"), _fmt(s.get("skill"), "{:+.4f}"),
-                     _fmt(s.get("direction_hit_rate"), "{:.1%}"), _fmt(s.get("coverage"), "{:.1%}"),
-                     _fmt(s.get("mean_width_bps"), "{:.0f}")])
+        rows.append([coin.upper(), _fmt(s.get("skill"), "{:+.4f}"), _fmt(s.get("coverage"), "{:.1%}"),
+                     _fmt(s.get("direction_hit_rate"), "{:.1%}"), _fmt(s.get("mae"), "{:.4g}"),
+                     _fmt(s.get("mae_persistence"), "{:.4g}"), _fmt(s.get("mean_width_bps"), "{:.0f}"),
+                     str(s.get("n", 0))])
     return _table("Resumo de todo o período, por moeda", header, rows, "resumo")
 
 

@@ -125,8 +125,9 @@ def test_candidates_table_has_a_row_per_candidate_with_its_scores(btc_results):
         assert row[1] == f"{m['skill']:+.4f}".replace("-", "−")
         assert row[-1] == str(m["n"])
     summary_header, summary = page.tables["resumo"]
-    assert summary_header[0] == "Moeda" and summary[0] == "BTC"
-    assert summary[1] == str(len(results["btc"].outcomes))
+    assert summary_header[:3] == ["Moeda", "Skill", "Cobertura (90%)"] and summary[0] == "BTC"
+    assert summary[summary_header.index("Resultados")] == str(len(results["btc"].outcomes))
+    assert summary[1] == f"{results['btc'].summary()['skill']:+.4f}".replace("-", "−")
 
 
 def test_realised_price_is_drawn_last_and_solid_above_the_forecast(btc_results):
