@@ -211,7 +211,7 @@ def test_timeouts_are_retried_and_explained(fake):
                                  **clock.source_options())
     asyncio.run(run_until(source.stream(), lambda: clock.waits))  # held in the backoff wait
     assert source.status.state == "unreachable"
-    assert "did not answer within 0.2 s" in source.status.message
+    assert "não respondeu em 0.2 s" in source.status.message
     clock.hold_after = None
     ticks = asyncio.run(take(source.stream(), 2, timeout=10))
     assert len(ticks) == 2 and source.status.state == "live"
@@ -227,18 +227,18 @@ def test_unreachable_host_is_reported_once(caplog):
     assert source.status.state == "unreachable"
     assert source.status.polls == 3 and source.status.errors == 3
     assert clock.waits[2] > clock.waits[0]  # backing off
-    assert "cannot reach CoinGecko at 127.0.0.1:" in source.status.message
+    assert "não foi possível acessar o CoinGecko em 127.0.0.1:" in source.status.message
     assert len([r for r in source_logs(caplog) if "unreachable" in r.getMessage()]) == 1
 
 
 @pytest.mark.parametrize(
     ("code", "hint"),
     [
-        (10002, "set CRYPTOTECH_COINGECKO_API_KEY"),
-        (10005, "not on your plan"),
+        (10002, "defina CRYPTOTECH_COINGECKO_API_KEY"),
+        (10005, "não faz parte do seu plano"),
         (10010, 'source.plan = "pro"'),
         (10011, 'source.plan = "demo"'),
-        (None, "check CRYPTOTECH_COINGECKO_API_KEY"),
+        (None, "confira CRYPTOTECH_COINGECKO_API_KEY"),
     ],
 )
 def test_auth_errors_give_one_actionable_message_and_no_hammering(fake, caplog, code, hint):
@@ -344,7 +344,7 @@ def test_a_monthly_credit_budget_is_never_exceeded(fake):
     status = source.status
     assert (status.state, status.credits_used_month, status.credit_budget) == (
         "budget_exhausted", 3, 3)
-    assert "2025-07-01 00:00 UTC" in status.message
+    assert "30/06/2025 às 21:00 (horário de São Paulo)" in status.message  # 00:00 UTC
     # 0.3 s / 2 credits left, then 0.3 s / 1, then the time to the next month: not every 10 ms
     assert clock.waits == pytest.approx([0.15, 0.3, 0.3, 0.3, 0.3])
 

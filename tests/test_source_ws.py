@@ -60,7 +60,8 @@ def test_subscribes_as_documented_and_yields_the_updates(rest):
             assert tick.market_cap == pytest.approx(point["market_cap"])
             assert tick.change_24h == pytest.approx(point["change_24h"])
     assert rest.requests == []  # no REST call while the stream works
-    assert (source.status.state, source.status.source) == ("live", "coingecko-ws")
+    assert (source.status.state, source.status.source, source.status.fallback) == (
+        "live", "websocket", False)
 
 
 def test_parses_nulls_any_key_order_float_times_and_old_field_names(rest):
@@ -123,7 +124,7 @@ def test_reconnects_after_a_disconnect_mid_stream_without_duplicates(rest, caplo
     assert not source.fell_back and rest.requests == []
     lines = source_lines(caplog)
     assert sum(": unreachable (" in line for line in lines) == 1
-    assert "reconnecting" in next(line for line in lines if "unreachable" in line)
+    assert "reconectando" in next(line for line in lines if "unreachable" in line)
 
 
 def test_falls_back_to_rest_after_repeated_failures_and_says_so(rest, caplog):
@@ -139,15 +140,15 @@ def test_falls_back_to_rest_after_repeated_failures_and_says_so(rest, caplog):
     backoff = Backoff(base=0.05, cap=60, rng=random.Random(4))
     # two reconnects with backoff, then one REST poll interval (0.05 s) between the two polls
     assert clock.waits == pytest.approx([backoff.next(), backoff.next(), 0.05])
-    assert source.status.source == "coingecko-rest (fallback from websocket)"
+    assert (source.status.source, source.status.fallback) == ("rest", True)
     calls = rest.requests_to("simple/price")
     assert len(calls) == 2 and calls[0].headers["x-cg-pro-api-key"] == KEY
     history = load_history("btc")
     assert [t.price for t in ticks if t.coin == "btc"] == [
         history.point(288)["price"], history.point(289)["price"]]
     lines = source_lines(caplog)
-    assert sum("falling back to REST polling" in line for line in lines) == 1
-    assert "HTTP 503" in next(line for line in lines if "falling back" in line)
+    assert sum("consultando por REST até reiniciar" in line for line in lines) == 1
+    assert "HTTP 503" in next(line for line in lines if "por REST até" in line)
 
 
 def test_an_unreachable_websocket_host_falls_back_too(rest):

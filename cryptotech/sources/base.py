@@ -54,6 +54,9 @@ class SourceStatus:
     ``non_positive``, ``non_numeric``, ``missing_price``, ``missing_coin``, ``bad_timestamp``,
     ``out_of_order``, ``absurd_jump``, ``malformed``); ``duplicates`` counts repeated source
     timestamps, which are normal (CoinGecko caches prices) and therefore not "rejected".
+    ``source`` is the kind of source delivering prices (``rest``, ``websocket``, ``replay``);
+    ``fallback`` is true while REST polling stands in for a WebSocket that kept failing.
+    ``message`` is read by users: Portuguese, one line.
 
     >>> status = SourceStatus(source="rest")
     >>> status.change("live", "prices arrive")
@@ -65,8 +68,9 @@ class SourceStatus:
     """
 
     state: State = "starting"
-    message: str = "starting"
+    message: str = "iniciando"
     source: str = ""
+    fallback: bool = False
     last_ok_at: datetime | None = None
     last_tick_at: dict[str, datetime] = field(default_factory=dict)
     polls: int = 0
@@ -122,6 +126,7 @@ class SourceStatus:
             "state": self.state,
             "message": self.message,
             "source": self.source,
+            "fallback": self.fallback,
             "last_ok_at": _iso(self.last_ok_at),
             "last_tick_at": {coin: _iso(ts) for coin, ts in sorted(self.last_tick_at.items())},
             "polls": self.polls,

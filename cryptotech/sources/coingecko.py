@@ -15,6 +15,8 @@ retries are off):
   wait (10 minutes by default): a wrong key does not fix itself;
 * budget used up: no call until the next calendar month (UTC).
 
+Status messages (``/status``, the dashboard) are Portuguese, as everything a user reads.
+
 The API key travels only as the ``x-cg-demo-api-key`` / ``x-cg-pro-api-key`` header given to
 the SDK's constructor; messages, logs and exceptions are built from our own words plus server
 text passed through :func:`~cryptotech.sources.base.redact`.
@@ -37,10 +39,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptotech.config import Settings
+from cryptotech.config import Settings, zone_city
 from cryptotech.domain import Tick
 from cryptotech.errors import ConfigError, SourceError
-from cryptotech.sources.base import LOG, Backoff, SourceStatus, redact
+from cryptotech.sources.base import LOG, Backoff, SourceStatus, State, redact
 from cryptotech.sources.validation import TickValidator
 
 UTC = timezone.utc
@@ -48,15 +50,16 @@ PUBLIC_HOST = "https://api.coingecko.com/api/v3"
 PRO_HOST = "https://pro-api.coingecko.com/api/v3"
 KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
 
+# Status messages are read by users (/status, the dashboard): Portuguese, one line each.
 AUTH_HINTS = {
-    10002: "CoinGecko says the API key is missing (error 10002): set "
-    "CRYPTOTECH_COINGECKO_API_KEY and source.plan = \"demo\" or \"pro\"",
-    10005: "CoinGecko says this endpoint is not on your plan (error 10005): check source.plan "
-    "and the plan of your key at coingecko.com/en/api/pricing",
-    10010: "CoinGecko says a Pro key was sent to the public host (error 10010): set "
-    "source.plan = \"pro\" (host pro-api.coingecko.com)",
-    10011: "CoinGecko says a Demo key was sent to the Pro host (error 10011): set "
-    "source.plan = \"demo\" (host api.coingecko.com)",
+    10002: "o CoinGecko diz que falta a chave da API (erro 10002): defina "
+    "CRYPTOTECH_COINGECKO_API_KEY e source.plan = \"demo\" ou \"pro\"",
+    10005: "o CoinGecko diz que este endereço não faz parte do seu plano (erro 10005): confira "
+    "source.plan e o plano da sua chave em coingecko.com/en/api/pricing",
+    10010: "o CoinGecko diz que uma chave Pro foi enviada ao servidor público (erro 10010): "
+    "defina source.plan = \"pro\" (servidor pro-api.coingecko.com)",
+    10011: "o CoinGecko diz que uma chave Demo foi enviada ao servidor Pro (erro 10011): "
+    "defina source.plan = \"demo\" (servidor api.coingecko.com)",
 }
 
 
@@ -388,7 +391,7 @@ class CoinGeckoRestSource:
         self.now = now or (lambda: datetime.now(UTC))
         self.monotonic = monotonic
         self.sleep = sleep
-        self.status = status if status is not None else SourceStatus(source="coingecko-rest")
+        self.status = status if status is not None else SourceStatus(source="rest")
         self.validator = validator if validator is not None else TickValidator(self.status)
         self.backoff = Backoff(base=self.interval, cap=max(self.interval, max_wait), rng=rng)
         self.budget = CreditBudget(source.monthly_credit_budget, credits_used_month, self.now())
@@ -445,7 +448,7 @@ class CoinGeckoRestSource:
             if status == 429:
                 wait = parse_retry_after(exc.response.headers.get("retry-after"), self.now())
                 raise RateLimited(
-                    "CoinGecko rate limit (HTTP 429)"
+                    "limite de requisições do CoinGecko atingido (HTTP 429)"
                     + (f"; Retry-After {wait:g} s" if wait is not None else ""),
                     wait,
                 ) from None
@@ -453,24 +456,25 @@ class CoinGeckoRestSource:
                 raise AuthRejected(AUTH_HINTS[code], code) from None
             if status in (401, 403):
                 raise AuthRejected(
-                    f"CoinGecko refused the request (HTTP {status}"
-                    + (f", error {code}" if code else "")
+                    f"o CoinGecko recusou a requisição (HTTP {status}"
+                    + (f", erro {code}" if code else "")
                     + (f": {server_text}" if server_text else "")
-                    + "): check CRYPTOTECH_COINGECKO_API_KEY and source.plan",
+                    + "): confira CRYPTOTECH_COINGECKO_API_KEY e source.plan",
                     code,
                 ) from None
             raise Unavailable(
-                f"CoinGecko answered HTTP {status}" + (f": {server_text}" if server_text else "")
+                f"o CoinGecko respondeu HTTP {status}" + (f": {server_text}" if server_text else "")
             ) from None
         except sdk.APITimeoutError:
-            raise Unavailable(f"CoinGecko ({self._host}) did not answer within "
+            raise Unavailable(f"o CoinGecko ({self._host}) não respondeu em "
                               f"{self.timeout:g} s") from None
         except sdk.APIConnectionError as exc:
             cause = redact(str(exc.__cause__ or exc), self._key, limit=160)
-            raise Unavailable(f"cannot reach CoinGecko at {self._host}: {cause}") from None
+            raise Unavailable(f"não foi possível acessar o CoinGecko em {self._host} "
+                              f"(detalhe: {cause})") from None
         except httpx.HTTPError as exc:  # e.g. the connection dropped while reading the body
             cause = redact(str(exc) or type(exc).__name__, self._key, limit=160)
-            raise Unavailable(f"CoinGecko answer cut short: {cause}") from None
+            raise Unavailable(f"a resposta do CoinGecko foi interrompida (detalhe: {cause})") from None
 
     # -- polling -------------------------------------------------------------------------------
 
@@ -506,10 +510,11 @@ class CoinGeckoRestSource:
         now = self.now()
         resume = next_month(now)
         self.status.credits_used_month = self.budget.used
+        local = resume.astimezone(self.settings.zone)
         self.status.change(
             "budget_exhausted",
-            f"monthly credit budget of {self.budget.monthly} calls used up; polling resumes "
-            f"{resume:%Y-%m-%d %H:%M} UTC",
+            f"orçamento mensal de {self.budget.monthly} chamadas esgotado; as consultas voltam "
+            f"em {local:%d/%m/%Y às %H:%M} (horário de {zone_city(self.settings.timezone)})",
         )
         return min(self.max_wait, max(0.001, (resume - now).total_seconds()))
 
@@ -536,7 +541,7 @@ class CoinGeckoRestSource:
             self.status.errors += 1
             wait = exc.retry_after if exc.retry_after is not None else self.backoff.next()
             wait = min(self.max_wait, max(wait, self._spacing()))
-            self.status.change("rate_limited", f"{exc}; polling again in {wait:g} s")
+            self.status.change("rate_limited", f"{exc}; nova consulta em {wait:g} s")
             return [], wait, False
         except AuthRejected as exc:
             self.status.errors += 1
@@ -545,7 +550,7 @@ class CoinGeckoRestSource:
         except Unavailable as exc:
             self.status.errors += 1
             wait = min(self.max_wait, max(self.backoff.next(), self._spacing()))
-            self.status.change("unreachable", f"{exc}; retrying with backoff")
+            self.status.change("unreachable", f"{exc}; tentando de novo, com esperas crescentes")
             return [], wait, False
         self.backoff.reset()
         self.status.last_ok_at = self.now()
@@ -560,14 +565,15 @@ class CoinGeckoRestSource:
     def _note_freshness(self, fresh: bool) -> None:
         if fresh:
             self._quiet_polls = 0
-            self.status.change("live", f"polling {self._host} every {self._spacing():g} s for "
-                                       f"{len(self.coins)} coins")
+            coins = len(self.coins)
+            self.status.change("live", f"consultando {self._host} a cada {self._spacing():g} s, "
+                                       f"{coins} {'moeda' if coins == 1 else 'moedas'}")
             return
         self._quiet_polls += 1
         if self._quiet_polls >= self.stale_after:
-            self.status.change("stale", f"no new prices for {self._quiet_polls} polls")
+            self.status.change("stale", f"sem preços novos nas últimas {self._quiet_polls} consultas")
         elif self.status.state not in ("live", "stale"):
-            self.status.change("live", f"{self._host} answers; waiting for new prices")
+            self.status.change("live", f"{self._host} responde; aguardando preços novos")
 
     # -- warm start ----------------------------------------------------------------------------
 
@@ -597,14 +603,15 @@ class CoinGeckoRestSource:
                     )
                 except SourceError as exc:
                     self.status.errors += 1
-                    state = ("rate_limited" if isinstance(exc, RateLimited) else
-                             "auth_error" if isinstance(exc, AuthRejected) else "unreachable")
-                    self.status.change(state, f"backfill stopped at {symbol}: {exc}")
+                    state: State = ("rate_limited" if isinstance(exc, RateLimited) else
+                                    "auth_error" if isinstance(exc, AuthRejected) else
+                                    "unreachable")
+                    self.status.change(state, f"histórico inicial interrompido em {symbol}: {exc}")
                     break
                 try:
                     out.extend(parse_market_chart(body, symbol, self.validator))
                 except MalformedResponse:
                     self.validator.reject("malformed")
         out.sort(key=lambda t: (t.ts, t.coin))
-        LOG.info("backfill: %d ticks for %d coins from %s", len(out), done, self._host)
+        LOG.info("backfill: %d tick(s) for %d coin(s) from %s", len(out), done, self._host)
         return out

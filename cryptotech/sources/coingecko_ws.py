@@ -123,7 +123,7 @@ class CoinGeckoStreamSource:
         self.timeout = source.timeout.total_seconds()
         self.stale_after = source.stale_after_polls * source.poll_interval.total_seconds()
         self.max_failures = max_failures
-        self.status = SourceStatus(source="coingecko-ws")
+        self.status = SourceStatus(source="websocket")
         self.validator = TickValidator(self.status)
         rng = rng if rng is not None else random.Random()
         self.rest = CoinGeckoRestSource(
@@ -156,9 +156,9 @@ class CoinGeckoStreamSource:
                             failures = 0
                             self.backoff.reset()
                         yield tick
-                reason = "the server closed the connection"
+                reason = "o servidor fechou a conexão"
             except websockets.InvalidStatus as exc:
-                reason = f"the server refused the connection (HTTP {exc.response.status_code})"
+                reason = f"o servidor recusou a conexão (HTTP {exc.response.status_code})"
             except (OSError, TimeoutError, websockets.WebSocketException, SourceError) as exc:
                 reason = redact(str(exc) or type(exc).__name__, self._key, limit=160)
             if not got_prices:
@@ -170,15 +170,16 @@ class CoinGeckoStreamSource:
             self.status.next_poll_at = self.now() + timedelta(seconds=wait)
             self.status.change(
                 "unreachable",
-                f"websocket {self._host}: {reason}; reconnecting (failed attempts in a row: "
-                f"{failures} of {self.max_failures} before falling back to REST)",
+                f"websocket {self._host}: {reason}; reconectando (tentativas seguidas sem "
+                f"sucesso: {failures} de {self.max_failures} antes de passar a consultar por REST)",
             )
             await self.sleep(wait)
         self.fell_back = True
-        message = (f"websocket failed {failures} times in a row ({reason}); falling back to "
-                   "REST polling until restarted")
+        message = (f"o websocket falhou {failures} vezes seguidas ({reason}); consultando por "
+                   "REST até reiniciar")
         LOG.warning("source %s: %s", self.status.source, message)
-        self.status.source = "coingecko-rest (fallback from websocket)"
+        self.status.source = "rest"  # the kind now delivering prices; the flag says why
+        self.status.fallback = True
         self.status.change("unreachable", message)
         async with aclosing(self.rest.stream()) as polled:
             async for tick in polled:
@@ -199,14 +200,14 @@ class CoinGeckoStreamSource:
                 await self._subscribe(ws)
                 self.status.last_ok_at = self.now()
                 if self.status.state != "live":
-                    self.status.change("live", f"websocket {self._host}: subscribed to "
-                                               f"{len(self.coins)} coins")
+                    self.status.change("live", f"websocket {self._host}: inscrito em "
+                                               f"{len(self.coins)} moeda(s)")
                 last_new = time.monotonic()
                 while True:
                     left = last_new + self.stale_after - time.monotonic()
                     if left <= 0:
-                        self.status.change("stale", f"websocket {self._host}: no new prices "
-                                                    f"for {self.stale_after:g} s")
+                        self.status.change("stale", f"websocket {self._host}: sem preços novos "
+                                                    f"há {self.stale_after:g} s")
                         last_new = time.monotonic()
                         continue
                     try:
@@ -217,8 +218,8 @@ class CoinGeckoStreamSource:
                         last_new = time.monotonic()
                         self.status.last_ok_at = self.now()
                         if self.status.state != "live":
-                            self.status.change("live", f"websocket {self._host}: receiving "
-                                                       "prices")
+                            self.status.change("live", f"websocket {self._host}: recebendo "
+                                                       "preços")
                         yield tick
             finally:
                 await ws.close()  # a normal close (1000), also when the consumer stops
@@ -229,7 +230,7 @@ class CoinGeckoStreamSource:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise _Dropped(f"no subscription confirmation within {self.timeout:g} s")
+                raise _Dropped(f"sem confirmação da inscrição em {self.timeout:g} s")
             try:
                 message = json.loads(await asyncio.wait_for(ws.recv(), timeout=left))
             except TimeoutError:
@@ -240,7 +241,7 @@ class CoinGeckoStreamSource:
             if kind == "confirm_subscription":
                 break
             if kind in ("reject_subscription", "disconnect"):
-                raise _Dropped(f"the server answered {kind}")
+                raise _Dropped(f"o servidor respondeu {kind}")
         data = {"coin_id": list(self.coins.values()), "vs_currencies": [self.vs],
                 "action": "set_tokens"}
         await ws.send(json.dumps({"command": "message", "identifier": IDENTIFIER,
@@ -272,7 +273,7 @@ class CoinGeckoStreamSource:
     def _update(self, item: dict[str, Any]) -> Tick | None:
         kind = item.get("type")
         if kind in ("reject_subscription", "disconnect"):
-            raise _Dropped(f"the server sent {kind}")
+            raise _Dropped(f"o servidor enviou {kind}")
         coin_id = _first(item, "i", "coin_id")
         if kind in CONTROL_TYPES or (coin_id is None and "code" in item):
             return None  # welcome, ping, confirmations, {"code": 2000, ...}
