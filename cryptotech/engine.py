@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +84,8 @@ class Engine:
         self.ready = False  # recovered from the store
         self.no_data: dict[str, str] = {}  # coin -> why the source has no price for it
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._halt = threading.Event()  # stop recovering: the server is stopping
+        self._checkpointed: dict[str, int] = {}  # coin -> last tick id of its newest checkpoint
         self._closed = False
         self._stale: set[str] = set()  # coins whose learner must be reloaded from the store
         self._backfilled = False
@@ -96,21 +99,36 @@ class Engine:
     # -- startup -------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """Load or rebuild every coin's learner from the store (blocking; call in a thread)."""
+        """Load or rebuild every coin's learner from the store (blocking; call in a thread).
+
+        Stops early if :meth:`halt` is called (the server is stopping): each learner then
+        holds the stored ticks it replayed so far, which its final checkpoint records.
+        """
         for coin in self.settings.coins:
+            if self._halt.is_set():
+                return
             started = time.perf_counter()
             learner, last_id, how = self._restore(coin)
-            replayed = 0
-            for tick_id, tick in self.store.ticks_after(coin, last_id):
-                learner.process(tick)
-                last_id = tick_id
-                replayed += 1
+            self._checkpointed[coin] = last_id
             self.learners[coin] = learner
             self.last_tick_id[coin] = last_id
+            replayed = 0
+            for tick_id, tick in self.store.ticks_after(coin, last_id):
+                if self._halt.is_set():
+                    log.info("%s: recovery interrupted (the server stops) after %d stored ticks",
+                             coin, replayed)
+                    break
+                learner.process(tick)
+                self.last_tick_id[coin] = tick_id
+                replayed += 1
             self.recovery[coin] = recovery_text(how, replayed)
             if how != "new learner" or replayed:
                 log.info("%s: %s, replayed %d stored ticks in %.2f s", coin, how, replayed,
                          time.perf_counter() - started)
+
+    def halt(self) -> None:
+        """The server stops: end a recovery in progress and take no more work (any thread)."""
+        self._halt.set()
 
     def _restore(self, coin: str) -> tuple[CoinLearner, int, str]:
         for cp in self.store.checkpoints(coin):
@@ -193,26 +211,42 @@ class Engine:
         self.last_tick_id[coin] = last_id
         self._stale.discard(coin)
 
-    def checkpoint(self, prune: bool = True) -> dict[str, tuple[int, float]]:
-        """Write one checkpoint per coin; returns (bytes, seconds) per coin.
+    def checkpoint(self, prune: bool = True,
+                   until: float | None = None) -> dict[str, tuple[int, float]]:
+        """Write one checkpoint per coin that learned since its last one; returns (bytes,
+        seconds) per coin written.
 
         ``prune`` also deletes raw ticks older than the retention (not at shutdown: that can
-        wait for the next start, and the exit must be quick).
+        wait for the next start). ``until`` (a ``time.monotonic()`` deadline) bounds the
+        time: the coins furthest from their last checkpoint go first, and those left when
+        time is up are skipped. Nothing is lost by skipping: their ticks are stored, and
+        the next start replays them after the coin's newest checkpoint.
         """
         sizes = {}
-        for coin, learner in self.learners.items():
-            if not self.last_tick_id.get(coin) or coin in self._stale:
+        behind = sorted(self.learners, key=lambda c: self._checkpointed.get(c, 0)
+                        - self.last_tick_id.get(c, 0))
+        for coin in behind:
+            last_id = self.last_tick_id.get(coin)
+            if not last_id or coin in self._stale or self._checkpointed.get(coin) == last_id:
                 continue
+            if until is not None and time.monotonic() > until:
+                break
             started = time.perf_counter()
-            blob = dumps(learner)
-            self.store.save_checkpoint(coin, self.last_tick_id[coin], blob, river.__version__,
+            blob = dumps(self.learners[coin])
+            self.store.save_checkpoint(coin, last_id, blob, river.__version__,
                                        platform.python_version())
+            self._checkpointed[coin] = last_id
             sizes[coin] = (len(blob), time.perf_counter() - started)
         retention = self.settings.store.tick_retention.total_seconds()
         newest = max((lr.last_t or 0 for lr in self.learners.values()), default=0)
         if newest and prune:
             self.store.prune(newest - retention)
         return sizes
+
+    def unsaved(self) -> list[str]:
+        """Coins that learned from stored ticks their newest checkpoint does not include."""
+        return [c for c in self.learners
+                if self.last_tick_id.get(c) and self._checkpointed.get(c) != self.last_tick_id[c]]
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -249,7 +283,11 @@ class Engine:
         return self.supervisor.start(name, coro_factory)
 
     async def start(self) -> None:
+        """Recover from the store, then start the source and checkpoint tasks (not if the
+        server began to stop meanwhile)."""
         await self.run_in_worker(self.recover)
+        if self._halt.is_set():
+            return
         if self._budget is not None:
             await self.run_in_worker(self._load_credits)
         self._flag_coins_without_data()
@@ -301,20 +339,31 @@ class Engine:
             else:
                 self.supervisor.succeeded(CHECKPOINT_TASK)
 
-    async def stop(self) -> None:
-        """Stop every task, write the final checkpoint, release the worker."""
+    async def stop(self, budget: float = 2.5) -> str:
+        """Stop every task at once, write the final checkpoint, release the worker.
+
+        The final checkpoint covers the coins that learned since their last one, within
+        ``budget`` seconds (those left replay their stored ticks at the next start). Returns
+        one line saying what was written, for the log.
+        """
+        until = time.monotonic() + budget
         self.stopping.set()
+        self.halt()
         await self.supervisor.stop()
-        started = time.perf_counter()
         try:
-            sizes = await self.run_in_worker(self.checkpoint, False)
+            sizes = await self.run_in_worker(self.checkpoint, False, until)
         except Exception:
             log.exception("final checkpoint failed")
+            said = "final checkpoint FAILED (the stored ticks replay at the next start)"
         else:
-            log.debug("final checkpoint of %d coin(s) in %.2f s", len(sizes),
-                      time.perf_counter() - started)
+            left = self.unsaved()
+            said = f"final checkpoint of {len(sizes)} coin(s)"
+            if left:
+                said += (f"; {', '.join(left)} not checkpointed in time (their stored ticks "
+                         "replay at the next start)")
         self._closed = True
         self._executor.shutdown(wait=True)
+        return said
 
     async def wait_idle(self) -> None:
         """Wait until the source is exhausted (replays that end): for tests and tools."""

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -78,17 +80,23 @@ def create_app(settings: Settings, source: PriceSource | None = None, *,
         state.closing = asyncio.Event()
         state.stopping_at = None
         try:
+            # watching from the start: a signal during a long recovery ends the recovery
+            engine.supervise("encerramento", lambda: _watch_shutdown(app))
             await engine.start()
             engine.supervise("pulsacao", lambda: _publish_status(app, status_every))
-            engine.supervise("encerramento", lambda: _watch_shutdown(app))
             yield
         finally:
             _begin_stopping(app, "the server stops")
             began = state.stopping_at
-            await engine.stop()
+            said = await engine.stop()
             store.close()
-            log.info("stopped %.1f s after the stop began (streams closed, final checkpoint "
-                     "written)", time.monotonic() - began)
+            log.info("stopped %.1f s after the stop began: streams closed, %s",
+                     time.monotonic() - began, said)
+            if threading.current_thread() is threading.main_thread():
+                # `cryptotech run/demo`: the process exits next. Python would then scan every
+                # object for cycles (hundreds of thousands: seconds on a busy machine); the
+                # store is closed and nothing else holds resources, so skip that scan.
+                gc.freeze()
 
     app = FastAPI(
         title="CryptoTech",
@@ -168,6 +176,7 @@ def _begin_stopping(app: FastAPI, why: str) -> None:
     uvicorn does not wait for them)."""
     state = app.state
     state.closing.set()
+    state.engine.halt()
     if state.stopping_at is None:
         state.stopping_at = time.monotonic()
         log.info("stopping (%s): closing %d stream(s), then the final checkpoint", why,
