@@ -8,11 +8,13 @@ key and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +139,7 @@ def bind_port(host: str, port: int) -> list[socket.socket]:
                     raise
                 sockets.pop().close()
                 continue
-            sock.listen(2048)  # listening reserves the port (two bound SO_REUSEADDR sockets may share it)
+            sock.listen(2048)  # reserves the port: two SO_REUSEADDR sockets may share a bind
     except OSError as exc:
         for sock in sockets:
             sock.close()
@@ -152,6 +154,17 @@ def bind_port(host: str, port: int) -> list[socket.socket]:
     if not sockets:
         raise ConfigError(f"cannot listen on {host}: no usable address; choose another with --host")
     return sockets
+
+
+@contextlib.contextmanager
+def _closed_on_error(sockets: list[socket.socket]) -> Iterator[None]:
+    """Release the bound port if anything fails before the server takes it."""
+    try:
+        yield
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
 
 
 def serve(settings: Settings, source, banner: str, sockets: list[socket.socket]) -> int:
@@ -185,16 +198,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args, flags=SERVER_FLAGS, **_server_overrides(args))
     sockets = bind_port(settings.api.host, settings.api.port)
-    try:
+    with _closed_on_error(sockets):
         _check_db_folder(settings)
         # a store it cannot use (read-only, newer schema) is one line here, as for `demo`,
         # not a traceback from the server's start-up
         Store(settings.store.path).close()
         source = live_source(settings)
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
     return serve(settings, source, "CryptoTech: motor ao vivo (CoinGecko)", sockets)
 
 
@@ -217,15 +226,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "(btc, eth, ada, sol, xrp, doge)", file=sys.stderr)
         return 2
     sockets = bind_port(settings.api.host, settings.api.port)
-    try:
+    with _closed_on_error(sockets):
         _check_db_folder(settings)
         with Store(settings.store.path) as store:
             resume = {coin: ts for coin, (_, ts) in store.last_ticks().items()}
         source = ReplaySource(inputs, speed=args.speed, resume_after=resume, laps=args.laps)
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
     return serve(settings, source, f"CryptoTech demo: dados reais de 30 dias a {args.speed:g}x",
                  sockets)
 

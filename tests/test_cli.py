@@ -68,14 +68,12 @@ def test_busy_port_from_the_environment_is_caught_too(busy_port, tmp_path):
 
 @pytest.mark.parametrize("flag", ["--output", "--report"])
 def test_unwritable_output_is_refused_before_the_replay(flag, tmp_path):
-    started = time.monotonic()
     missing = tmp_path / "nonexistent" / "dir" / "p.out"
     line = one_line(cli("backtest", str(BTC), flag, str(missing), cwd=tmp_path))
     assert flag in line and "does not exist" in line and str(missing.parent) in line
     folder = one_line(cli("backtest", str(BTC), flag, str(tmp_path), cwd=tmp_path))
     assert flag in folder and "folder" in folder
-    # the 30 days were never replayed (that takes tens of seconds): nothing was read
-    assert time.monotonic() - started < 60
+    # one line means the files were not even read: reading prints a line per file first
     assert not missing.parent.exists()
 
 

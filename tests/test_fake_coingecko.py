@@ -429,3 +429,12 @@ def test_now_flag_starts_a_live_fake_from_the_command_line(client):
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_live_stream_updates_carry_the_clock_time():
+    clock = Clock(1_780_000_000.0)
+    history = closes("btc")
+    with FakeCoinGeckoStream(interval=0.01, live=True, clock=clock) as stream:
+        got = asyncio.run(_stream_session(stream, 5))
+    btc = [u for u in got[3:] if u.get("i") == "bitcoin"]
+    assert btc and all((u["t"], u["p"]) == (1_780_000_000.0, history[288][1]) for u in btc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 from html.parser import HTMLParser
 
 import numpy as np
@@ -144,3 +145,38 @@ def test_realised_price_is_drawn_last_and_solid_above_the_forecast(btc_results):
     # each plotted series thinned to the bound (numbers travel as typed arrays)
     assert [len(np.frombuffer(base64.b64decode(t["y"]["bdata"]), dtype=t["y"]["dtype"]))
             for t in traces] == [300] * len(traces)
+
+
+def test_report_draws_in_a_real_browser_at_a_phone_width(btc_results, tmp_path):
+    """Debian's chromium (no download) opens the file offline at 390 px: every chart drawn,
+    no script error, and the page itself no wider than the phone (tables scroll inside)."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')")
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    settings, results = btc_results
+    path = tmp_path / "relatorio.html"
+    write_report(results, path, settings)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--headless", "--no-sandbox",
+                                                               "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            outside: list[str] = []
+            page.route("**/*", lambda route: (outside.append(route.request.url)
+                                              if not route.request.url.startswith("file:") else None,
+                                              route.continue_()))
+            page.goto(path.as_uri())
+            page.wait_for_selector("#grafico-btc .main-svg", timeout=20_000)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            ticks = page.evaluate("[...document.querySelectorAll('#grafico-btc .xaxislayer-above text')]"
+                                  ".map(t => t.textContent).join(' ')")
+        finally:
+            browser.close()
+    assert errors == [] and outside == []
+    assert width <= 390
+    assert "jun" in ticks.lower() and "Jun" not in ticks  # months in Portuguese (lower case)
