@@ -21,6 +21,7 @@ from typing import Any
 import river
 
 from cryptotech import __version__
+from cryptotech.alerts.service import Alerts
 from cryptotech.config import Settings
 from cryptotech.domain import Tick, valid_price
 from cryptotech.errors import CheckpointError, StoreError
@@ -51,6 +52,7 @@ class Engine:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self._tasks: list[asyncio.Task] = []
         self._last_checkpoint = time.monotonic()
+        self.alerts = Alerts(settings, store)  # alert rules, committed with each tick
 
     # -- startup -------------------------------------------------------------------------
 
@@ -106,7 +108,7 @@ class Engine:
             return []
         prediction, outcomes = learner.process(tick)
         try:
-            result = self.store.commit_tick(tick, prediction, outcomes)
+            result = self.alerts.commit(self.store, tick, prediction, outcomes)  # + alerts
         except StoreError as exc:
             self.store_errors += 1
             log.error("%s: tick not stored (%s); restoring the learner from the store", tick.coin,
