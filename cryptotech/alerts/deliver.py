@@ -25,10 +25,12 @@ is then sent again after the restart (at-least-once there, never lost). Each mes
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,10 +54,21 @@ class Channel:
     shown: str
 
 
+@functools.cache
+def _apprise() -> Any:
+    """apprise, with its plugins loaded once (quietly: on Python 3.11/3.12 its e-mail plugin
+    imports the deprecated ``imghdr``, a warning that is not ours to act on)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import apprise
+
+        apprise.Apprise.instantiate("json://127.0.0.1/")  # loads every plugin now
+    return apprise
+
+
 def channels_from_env(environ: Any = None) -> list[Channel]:
     """The channels of ``CRYPTOTECH_ALERTAS_URLS`` (invalid URLs are logged and skipped)."""
-    import apprise
-
+    apprise = _apprise()
     text = (os.environ if environ is None else environ).get(URLS_ENV, "")
     out = []
     for url in (u.strip() for u in text.split(",")):
@@ -122,7 +135,7 @@ def message(alert: dict[str, Any], settings: Settings) -> tuple[str, str]:
 
 def notify(url: str, title: str, body: str) -> tuple[bool, str | None]:
     """Send one message through apprise (blocking); (ok, reason of a failure)."""
-    import apprise
+    apprise = _apprise()
 
     sender = apprise.Apprise()
     sender.add(url)

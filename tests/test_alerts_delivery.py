@@ -1,0 +1,125 @@
+"""External delivery end to end: the real app, apprise, and a real HTTP receiver on 127.0.0.1.
+
+The receiver records every JSON message apprise posts (``json://`` URLs) and can answer 500 or
+stall for its first requests. Each message carries ``alerta #ID``; a message is *accepted*
+when the receiver answered 200 to it. Every stored alert must be accepted exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+from conftest import FeedSource, LiveServer, api_settings, random_walk, wait_until
+
+from cryptotech.api.app import create_app
+
+
+class Receiver:
+    """A webhook on a free port of 127.0.0.1. ``fail`` first requests get 500, ``stall``
+    first requests get their answer only after ``stall_s`` seconds (past apprise's timeout)."""
+
+    def __init__(self, fail: int = 0, stall: int = 0, stall_s: float = 1.5, port: int = 0):
+        self.fail, self.stall, self.stall_s = fail, stall, stall_s
+        self.requests: list[dict] = []
+        self.accepted: list[dict] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer.lock:
+                    outer.requests.append(body)
+                    n = len(outer.requests)
+                if n <= outer.fail:
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                if n <= outer.fail + outer.stall:
+                    time.sleep(outer.stall_s)  # the client has given up by now
+                    self.send_response(200)
+                    self.end_headers()
+                    return
+                with outer.lock:
+                    outer.accepted.append(body)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"json://127.0.0.1:{self.port}/?rto=0.5&cto=0.5"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def accepted_ids(self) -> Counter:
+        with self.lock:
+            return Counter(int(re.search(r"alerta #(\d+)", m["message"]).group(1))
+                           for m in self.accepted)
+
+
+RULES = [{"tipo": "preco_acima", "moeda": "btc", "preco": 100.0, "intervalo_minimo": "1s",
+          "rearme_pct": 0, "nome": "BTC acima de 100"}]
+
+
+def feed_and_collect(tmp_path, receiver, monkeypatch, n=400):
+    monkeypatch.setenv("CRYPTOTECH_ALERTAS_URLS", receiver.url)
+    s = api_settings(tmp_path, alertas=RULES)
+    source = FeedSource()
+    app = create_app(s, source)
+    with LiveServer(app) as server:
+        source.feed(random_walk(n, "btc", sigma=0.004))
+        wait_until(lambda: server.state.engine.ticks_processed == n, 60)
+        stored = {a["id"] for a in server.state.store.alerts(limit=10_000)}
+        assert len(stored) > 3, "the walk must cross 100 several times"
+        wait_until(lambda: set(receiver.accepted_ids()) == stored, 60)
+        status = httpx.get(server.url + "/status", timeout=10).json()["alertas"]
+    return stored, status
+
+
+def test_each_alert_arrives_once_with_its_message(tmp_path, monkeypatch):
+    with Receiver() as receiver:
+        stored, status = feed_and_collect(tmp_path, receiver, monkeypatch)
+        assert all(n == 1 for n in receiver.accepted_ids().values())
+        assert len(receiver.requests) == len(stored)
+        msg = receiver.accepted[0]
+        assert msg["title"].startswith("CryptoTech · BTC: BTC acima de 100")
+        assert "Preço: US$" in msg["message"] and "/painel/" in msg["message"]
+    assert status["disparados"] == len(stored)
+    assert status["fila"] == {"enviado": len(stored)}
+    assert status["entregas"] == {"enviado": len(stored)}
+    assert status["canais"] and "127.0.0.1" in status["canais"][0]
+
+
+def test_a_receiver_answering_500_is_retried_and_nothing_is_lost(tmp_path, monkeypatch):
+    with Receiver(fail=2) as receiver:
+        stored, status = feed_and_collect(tmp_path, receiver, monkeypatch)
+        assert all(n == 1 for n in receiver.accepted_ids().values())
+    assert status["entregas"]["nova_tentativa"] == 2
+    assert status["entregas"]["enviado"] == len(stored)
+    reasons = [e["motivo"] for e in status["ultimas_entregas"] if e["resultado"] != "enviado"]
+    assert all("500" in (r or "") for r in reasons)
+
+
+def test_a_receiver_that_times_out_is_retried_and_nothing_is_lost(tmp_path, monkeypatch):
+    with Receiver(stall=1) as receiver:
+        stored, status = feed_and_collect(tmp_path, receiver, monkeypatch)
+        # the stalled message reached the receiver but was never acknowledged: sent again
+        assert all(n == 1 for n in receiver.accepted_ids().values())
+        assert len(receiver.requests) == len(stored) + 1
+    assert status["entregas"]["nova_tentativa"] == 1
