@@ -82,10 +82,22 @@ class MarketRules:
                          [(k, c, json.dumps(v)) for (k, c), v in staged.items()])
         result = store.commit_tick(tick, prediction, outcomes, alerts=rows)
         if result is not None:  # committed: the state moves on
-            self.state.update(staged)
-            self.windows[tick.coin] = window
-            self.fired_total += len(fired)
+            self._apply(tick.coin, fired, staged, window)
         return result
+
+    def step(self, tick: Tick, prediction: Any, outcomes: Sequence[Outcome]) -> list[dict]:
+        """Evaluate and move on without a store (a backtest); returns the alerts fired."""
+        rules = [r for r in self.rules if r.regra.applies_to(tick.coin)]
+        if not rules:
+            return []
+        fired, staged, window = self.evaluate(rules, tick, predictions_of(prediction), outcomes)
+        self._apply(tick.coin, fired, staged, window)
+        return fired
+
+    def _apply(self, coin: str, fired: list, staged: dict, window: deque) -> None:
+        self.state.update(staged)
+        self.windows[coin] = window
+        self.fired_total += len(fired)
 
     def _load(self, store: Store, coin: str) -> None:
         """On the first tick of a coin after a start: stored state, and the price window."""
@@ -213,7 +225,8 @@ class MarketRules:
     def _alert(self, rule: RegraAtiva, tick: Tick, predictions: list[Prediction],
                what: dict[str, Any]) -> dict[str, Any]:
         return {
-            "rule": rule.key, "rule_id": rule.id, "name": rule.regra.nome or rule.regra.describe(coin=False),
+            "rule": rule.key, "rule_id": rule.id,
+            "name": rule.regra.nome or rule.regra.describe(coin=False),
             "rule_text": rule.regra.describe(), "tipo": rule.regra.tipo, "coin": tick.coin,
             "ts": tick.epoch, "price": tick.price,
             "forecast": forecast_json(predictions[0] if predictions else None), **what,

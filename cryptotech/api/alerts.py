@@ -9,7 +9,6 @@ write methods answer 403 and the API stays read-only. Rules from ``config.toml``
 but cannot be changed here (403).
 """
 
-from __future__ import annotations
 
 import csv
 import hmac
@@ -34,7 +33,7 @@ from cryptotech.alerts.schemas import (
     present_alert,
 )
 from cryptotech.alerts.service import dump_rule
-from cryptotech.api.errors import invalid, reject_unknown_query
+from cryptotech.api.errors import error_response, invalid, reject_unknown_query
 from cryptotech.api.present import Presenter
 from cryptotech.api.schemas import Erro
 from cryptotech.api.timefmt import INSTANT_PATTERN, parse_instant
@@ -49,6 +48,8 @@ CSV_COLUMNS = ["id", "moeda", "horario", "regra_id", "regra", "tipo", "mensagem"
                "valor", "limite", "previsao", "limite_inferior", "limite_superior"]
 RULE_ID = r"^(config|api):\d{1,12}$"
 
+RulePath = Annotated[str, Path(pattern=RULE_ID, max_length=20, examples=["api:1"],
+                               description="Id da regra (veja GET /alertas/regras)")]
 _bearer = HTTPBearer(auto_error=False, description=f"O valor de {TOKEN_ENV}")
 
 
@@ -149,23 +150,24 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
         state.engine.alerts.reload()
         return _info(RegraAtiva(id=f"api:{rid}", regra=regra))
 
-    def _find(request: Request, regra_id: str) -> tuple[Any, int]:
+    def _find(request: Request, regra_id: str) -> tuple[Any, int] | Response:
         alerts = request.app.state.engine.alerts
         if not any(r.id == regra_id for r in alerts.rules):
-            raise HTTPException(404, f"regra {regra_id} não encontrada; veja GET /alertas/regras")
+            return error_response(404, f"regra {regra_id} não encontrada; veja GET "
+                                  "/alertas/regras")
         origin, number = regra_id.split(":")
         if origin != "api":
             raise HTTPException(403, f"a regra {regra_id} vem do config.toml: mude-a no arquivo "
                                 "e reinicie o serviço")
         return alerts, int(number)
 
-    rule_path = Annotated[str, Path(pattern=RULE_ID, max_length=20, examples=["api:1"],
-                                    description="Id da regra (veja GET /alertas/regras)")]
-
     @router.patch("/alertas/regras/{regra_id}", response_model=RegraInfo, dependencies=write,
                   summary="Pausar ou retomar uma regra (com o token)", responses=errors)
-    def pausar(regra_id: rule_path, corpo: Pausa, request: Request) -> RegraInfo:
-        alerts, number = _find(request, regra_id)
+    def pausar(regra_id: RulePath, corpo: Pausa, request: Request) -> Any:
+        found = _find(request, regra_id)
+        if isinstance(found, Response):
+            return found
+        alerts, number = found
         alerts.store.set_alert_rule_paused(number, corpo.pausada)
         alerts.reload()
         return _info(next(r for r in alerts.rules if r.id == regra_id))
@@ -173,8 +175,11 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
     @router.delete("/alertas/regras/{regra_id}", status_code=204, dependencies=write,
                    summary="Apagar uma regra (com o token)", responses=errors,
                    response_class=Response)
-    def apagar(regra_id: rule_path, request: Request) -> Response:
-        alerts, number = _find(request, regra_id)
+    def apagar(regra_id: RulePath, request: Request) -> Response:
+        found = _find(request, regra_id)
+        if isinstance(found, Response):
+            return found
+        alerts, number = found
         alerts.store.delete_alert_rule(number)
         alerts.reload()
         return Response(status_code=204)
