@@ -96,7 +96,7 @@ class Retry:
         >>> [Retry(base=1, cap=5).delay(n) for n in range(1, 6)]
         [1.0, 2.0, 4.0, 5.0, 5.0]
         """
-        return min(self.cap, self.base * 2 ** min(failures - 1, 30))
+        return float(min(self.cap, self.base * 2 ** min(failures - 1, 30)))
 
 
 def dashboard_url(settings: Settings) -> str:
