@@ -146,3 +146,48 @@ def test_variation_is_measured_over_its_window(tmp_path, btc_ticks):
 def test_bad_rules_are_refused_in_portuguese(bad, words):
     with pytest.raises(ValueError, match=words):
         Regra(**bad)
+
+
+def test_outage_rules_fire_after_their_duration_and_rearm_when_it_clears(tmp_path):
+    import asyncio
+
+    from conftest import FeedSource
+
+    from cryptotech.engine import Engine
+    from cryptotech.hub import Hub
+    from cryptotech.store import Store
+
+    s = api_settings(tmp_path, alertas=[
+        {"tipo": "fonte_fora", "duracao": "10m", "intervalo_minimo": "1s"},
+        {"tipo": "motor_parado", "duracao": "5m", "intervalo_minimo": "1s"}])
+    source = FeedSource()
+    with Store(s.store.path) as store:
+        engine = Engine(s, store, Hub(), source)
+        check = engine.alerts.check_outages
+
+        def kinds(now):
+            return [a["tipo"] for a in check(engine, now)]
+
+        t0 = 1_000_000.0
+        assert kinds(t0) == []  # "starting" is not an outage
+        source.status.change("unreachable", "connection refused")
+        assert kinds(t0 + 1) == [] and kinds(t0 + 600) == []
+        assert kinds(t0 + 601) == ["fonte_fora"]
+        assert kinds(t0 + 5000) == []  # not re-armed while still down
+        source.status.change("live", "prices arrive")
+        assert kinds(t0 + 5001) == []
+        source.status.change("rate_limited", "429")
+        assert kinds(t0 + 5002) == [] and kinds(t0 + 5603) == ["fonte_fora"]
+
+        async def a_task_dies():
+            async def boom():
+                raise RuntimeError("learner crashed")
+
+            task = asyncio.create_task(boom())
+            await asyncio.gather(task, return_exceptions=True)
+            return task
+
+        engine._tasks.append(asyncio.run(a_task_dies()))
+        assert kinds(t0 + 6000) == []
+        assert kinds(t0 + 6300) == ["motor_parado"]
+        engine._executor.shutdown()

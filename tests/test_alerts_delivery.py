@@ -123,3 +123,20 @@ def test_a_receiver_that_times_out_is_retried_and_nothing_is_lost(tmp_path, monk
         assert all(n == 1 for n in receiver.accepted_ids().values())
         assert len(receiver.requests) == len(stored) + 1
     assert status["entregas"]["nova_tentativa"] == 1
+
+
+def test_a_source_outage_is_an_alert_delivered_like_the_others(tmp_path, monkeypatch):
+    with Receiver() as receiver:
+        monkeypatch.setenv("CRYPTOTECH_ALERTAS_URLS", receiver.url)
+        s = api_settings(tmp_path, alertas=[{"tipo": "fonte_fora", "duracao": "1s"}])
+        source = FeedSource()
+        with LiveServer(create_app(s, source)) as server:
+            source.feed(random_walk(3, "btc"))  # the source is live
+            wait_until(lambda: server.state.engine.ticks_processed == 3)
+            server.call(source.status.change, "unreachable", "connection refused")
+            wait_until(lambda: len(receiver.accepted) == 1, 30)
+            page = httpx.get(server.url + "/alertas?moeda=btc", timeout=10).json()
+        assert [(a["tipo"], a["moeda"]) for a in page["itens"]] == [("fonte_fora", None)]
+        assert receiver.accepted[0]["message"].startswith(
+            "Fonte de preços com problema (unreachable) há ")
+        assert receiver.accepted[0]["title"] == "CryptoTech · fonte de preços fora do ar por 1s"

@@ -28,7 +28,7 @@ from cryptotech.store import AlertRows, Store
 
 log = logging.getLogger("cryptotech.alerts")
 
-OUTAGE_EVERY = 5.0  # seconds between two outage checks
+OUTAGE_EVERY = 2.0  # seconds between two outage checks (wall time)
 SOURCE_DOWN = ("stale", "unreachable", "rate_limited", "auth_error", "budget_exhausted")
 
 
@@ -85,11 +85,12 @@ class Alerts:
             if (st["armed"] and now - st["since"] >= r.outage_after
                     and (st["last"] is None or now - st["last"] >= r.cooldown)):
                 st["armed"], st["last"] = False, now
-                minutes = round((now - st["since"]) / 60)
+                gone = now - st["since"]
+                for_how_long = f"{gone:.0f} s" if gone < 60 else f"{gone / 60:.0f} min"
                 fired.append({"rule": rule.key, "rule_id": rule.id,
                               "name": r.nome or r.describe(), "rule_text": r.describe(),
                               "tipo": r.tipo, "coin": None, "ts": now, "price": None,
-                              "forecast": None, "text": f"{what} há {minutes} min"})
+                              "forecast": None, "text": f"{what} há {for_how_long}"})
         return fired
 
     async def watch_outages(self, engine: Any) -> None:
