@@ -180,7 +180,7 @@ class Sender:
                                         "canal não está mais em CRYPTOTECH_ALERTAS_URLS")
 
     async def run_channel(self, channel: Channel) -> None:
-        """Deliver the channel's outbox forever (cancel to stop)."""
+        """Deliver the channel's outbox forever (cancel to stop); never ends on an error."""
         failures, resume_at = 0, 0.0
         wake = self.wake[channel.key]
         while True:
@@ -189,44 +189,47 @@ class Sender:
                 await asyncio.sleep(pause)
             wake.clear()
             try:
-                rows = await asyncio.to_thread(self.store.outbox_due, channel.key, time.time())
-            except Exception:  # the store busy or gone for a moment: try again shortly
-                log.exception("alert outbox of %s unreadable", channel.shown)
-                resume_at = time.time() + self.retry.delay(1)
-                continue
-            failed = False
-            for row in rows:
-                title, body = message(row["alert"], self.settings)
-                ok, reason = await asyncio.to_thread(self.send, channel.url, title, body)
-                if ok:
-                    failures = 0
-                    await asyncio.to_thread(self.store.outbox_result, row["id"], "enviado")
-                    self.counts["enviado"] += 1
-                    continue
-                failures += 1
-                failed = True
-                attempts = row["attempts"] + 1
-                resume_at = time.time() + self.retry.delay(failures)
-                if attempts >= self.retry.max_attempts:
-                    result, next_at = "falhou", None
-                    log.error("alert %d to %s failed after %d attempts: %s", row["alert_id"],
-                              channel.shown, attempts, reason)
-                else:
-                    result, next_at = "nova_tentativa", resume_at
-                    log.warning("alert %d to %s not delivered (attempt %d): %s; retrying in "
-                                "%.0f s", row["alert_id"], channel.shown, attempts, reason,
-                                resume_at - time.time())
-                await asyncio.to_thread(self.store.outbox_result, row["id"], result, reason,
-                                        next_at)
-                self.counts[result] += 1
-                break
-            if rows and not failed:
-                continue  # there may be more due at once
+                sent, failed = await self._drain(channel, failures)
+            except Exception:  # the store busy or gone for a moment: log, back off, go on
+                log.exception("alert delivery to %s: unexpected error", channel.shown)
+                sent, failed = 0, True
             if failed:
-                continue  # back off, then try again
+                failures += 1
+                resume_at = time.time() + self.retry.delay(failures)
+                continue
+            failures = 0 if sent else failures
+            if sent:
+                continue  # there may be more due at once
             due = await asyncio.to_thread(self.store.outbox_next_due, channel.key)
             wait = 5.0 if due is None else min(5.0, max(0.01, due - time.time()))
             try:
                 await asyncio.wait_for(wake.wait(), wait)
             except asyncio.TimeoutError:
                 pass
+
+    async def _drain(self, channel: Channel, failures: int) -> tuple[int, bool]:
+        """Send the channel's due rows in order until one fails: (sent, failed)."""
+        sent = 0
+        for row in await asyncio.to_thread(self.store.outbox_due, channel.key, time.time()):
+            title, body = message(row["alert"], self.settings)
+            ok, reason = await asyncio.to_thread(self.send, channel.url, title, body)
+            if ok:
+                await asyncio.to_thread(self.store.outbox_result, row["id"], "enviado")
+                self.counts["enviado"] += 1
+                sent += 1
+                continue
+            attempts = row["attempts"] + 1
+            next_at: float | None = time.time() + self.retry.delay(failures + 1)
+            if attempts >= self.retry.max_attempts:
+                result, next_at = "falhou", None
+                log.error("alert %d to %s failed after %d attempts: %s", row["alert_id"],
+                          channel.shown, attempts, reason)
+            else:
+                result = "nova_tentativa"
+                log.warning("alert %d to %s not delivered (attempt %d): %s; retrying in %.0f s",
+                            row["alert_id"], channel.shown, attempts, reason,
+                            next_at - time.time())
+            await asyncio.to_thread(self.store.outbox_result, row["id"], result, reason, next_at)
+            self.counts[result] += 1
+            return sent, True
+        return sent, False
