@@ -219,7 +219,8 @@ class Sender:
                 sent += 1
                 continue
             attempts = row["attempts"] + 1
-            next_at: float | None = time.time() + self.retry.delay(failures + 1)
+            wait = self.retry.delay(failures + 1)
+            next_at: float | None = time.time() + wait
             if attempts >= self.retry.max_attempts:
                 result, next_at = "falhou", None
                 log.error("alert %d to %s failed after %d attempts: %s", row["alert_id"],
@@ -227,8 +228,7 @@ class Sender:
             else:
                 result = "nova_tentativa"
                 log.warning("alert %d to %s not delivered (attempt %d): %s; retrying in %.0f s",
-                            row["alert_id"], channel.shown, attempts, reason,
-                            next_at - time.time())
+                            row["alert_id"], channel.shown, attempts, reason, wait)
             await asyncio.to_thread(self.store.outbox_result, row["id"], result, reason, next_at)
             self.counts[result] += 1
             return sent, True
