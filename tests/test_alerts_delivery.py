@@ -140,3 +140,37 @@ def test_a_source_outage_is_an_alert_delivered_like_the_others(tmp_path, monkeyp
         assert receiver.accepted[0]["message"].startswith(
             "Fonte de preços com problema (unreachable) há ")
         assert receiver.accepted[0]["title"] == "CryptoTech · fonte de preços fora do ar por 1s"
+
+
+def test_a_channel_that_keeps_failing_ends_failed_with_the_reason_and_backs_off(tmp_path):
+    import asyncio
+
+    from cryptotech.alerts.deliver import Retry, Sender, channels_from_env
+    from cryptotech.store import AlertRows, Store
+
+    alert = {"rule": "config:1:x", "rule_id": "config:1", "name": "teste", "rule_text": "teste",
+             "tipo": "fonte_fora", "coin": None, "ts": time.time(), "price": None,
+             "forecast": None, "text": "fonte de preços com problema"}
+    with Receiver(fail=1000) as receiver, Store(tmp_path / "a.db") as store:
+        channel = channels_from_env({"CRYPTOTECH_ALERTAS_URLS": receiver.url})[0]
+        store.commit_alerts(AlertRows([alert, alert | {"ts": alert["ts"] + 1}], [channel.key]))
+        sender = Sender(store, api_settings(tmp_path), [channel],
+                        Retry(base=0.05, cap=0.2, max_attempts=3))
+
+        async def run():
+            task = asyncio.create_task(sender.run_channel(channel))
+            deadline = time.monotonic() + 30
+            while store.alert_summary()["outbox"] != {"falhou": 2}:
+                assert time.monotonic() < deadline, store.alert_summary()
+                await asyncio.sleep(0.02)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        asyncio.run(run())
+        log = store.alert_summary(recent=100)["log"]
+    assert [e["result"] for e in reversed(log)] == ["nova_tentativa"] * 2 + ["falhou"] + \
+        ["nova_tentativa"] * 2 + ["falhou"]
+    assert all("500" in e["reason"] for e in log)
+    gaps = [b["at"] - a["at"] for a, b in zip(reversed(log[1:]), reversed(log[:-1]))]
+    assert min(gaps) >= 0.05  # never hammered: each attempt waits for its backoff
+    assert len(receiver.requests) == 6
