@@ -11,8 +11,8 @@
    5-minute prices) with the default config, through the same evaluator the engine runs
    (``cryptotech backtest --alertas`` does the same for any data).
 
-``python benchmarks/bench_alerts.py [--quick]`` (quick: 60 alerts, and the counts with the
-linear candidate only).
+``python benchmarks/bench_alerts.py [--quick] [--only latency|counts]`` (quick: 60 alerts,
+and the counts with the linear candidate only).
 """
 
 from __future__ import annotations
@@ -107,10 +107,17 @@ def counts(quick: bool) -> list[tuple[str, str, int | None, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=("latency", "counts"))
     args = parser.parse_args()
-    lat = latency(60 if args.quick else 300)
-    print(f"delivery latency tick -> webhook over {lat['n']} alerts: p50 {lat['p50_ms']:.1f} ms,"
-          f" p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms")
+    if args.only != "counts":
+        import os
+
+        lat = latency(60 if args.quick else 300)
+        print(f"delivery latency tick -> webhook over {lat['n']} alerts: p50 "
+              f"{lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms "
+              f"(1-minute load average {os.getloadavg()[0]:.1f})")
+    if args.only == "latency":
+        return
     rows = counts(args.quick)
     days = rows[0][3] if rows else 0
     print(f"\nexample rules over the demo's bundled data ({days:.1f} days, 6 coins"

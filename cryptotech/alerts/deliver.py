@@ -88,8 +88,8 @@ class Retry:
     """Backoff of one channel: ``base · 2^(n-1)`` seconds, at most ``cap``; ``max_attempts``."""
 
     base: float = 1.0
-    cap: float = 60.0
-    max_attempts: int = 10
+    cap: float = 300.0
+    max_attempts: int = 20  # about an hour of a channel down before an alert is given up
 
     def delay(self, failures: int) -> float:
         """
