@@ -191,3 +191,28 @@ def test_outage_rules_fire_after_their_duration_and_rearm_when_it_clears(tmp_pat
         assert kinds(t0 + 6000) == []
         assert kinds(t0 + 6300) == ["motor_parado"]
         engine._executor.shutdown()
+
+
+def test_probability_rules_use_p_up_with_hysteresis_and_stay_silent_without_it():
+    from datetime import timedelta
+
+    from conftest import START
+
+    from cryptotech.alerts.evaluate import MarketRules
+    from cryptotech.alerts.rules import RegraAtiva
+    from cryptotech.domain import Prediction, Tick
+
+    rules = [RegraAtiva(id="config:1", regra=Regra(tipo="prob_subir", probabilidade=0.6,
+                                                    intervalo_minimo="1s")),
+             RegraAtiva(id="config:2", regra=Regra(tipo="prob_cair", probabilidade=0.6,
+                                                    intervalo_minimo="1s", horizonte="4h"))]
+    market = MarketRules(rules)
+    fired = []
+    for i, p_up in enumerate([None, 0.5, 0.65, 0.7, 0.58, 0.53, 0.7, 0.3]):
+        t = START + timedelta(minutes=5 * i)
+        preds = [Prediction("btc", t, t + timedelta(hours=h), 100.0, 100.0, 99.0, 101.0, "x",
+                            horizon=f"{h}h", p_up=p_up) for h in (1, 4)]
+        fired += [(i, a["rule_id"]) for a in market.step(Tick("btc", t, 100.0), preds, [])]
+    # rises: fires at 0.65, re-arms only at <= 0.54 (10 % under 0.6), fires again at 0.7;
+    # falls (1 - p_up at 4h): 0.7 at the last step
+    assert fired == [(2, "config:1"), (6, "config:1"), (7, "config:2")]
