@@ -15,6 +15,8 @@ loop, never in the engine's thread), and records the result at once:
   (exponential, per channel: a failing channel waits, the others carry on); after
   ``max_attempts`` it becomes ``falhou`` with the reason apprise logged.
 
+On shutdown a send in flight is finished and recorded before its task stops.
+
 Each trigger is delivered once across crashes and restarts: the outbox row is committed with
 the tick that fired it, and marked ``enviado`` right after the send. The one window left is a
 process killed between the receiver's answer and that commit (a few milliseconds): the alert
@@ -211,25 +213,35 @@ class Sender:
         """Send the channel's due rows in order until one fails: (sent, failed)."""
         sent = 0
         for row in await asyncio.to_thread(self.store.outbox_due, channel.key, time.time()):
-            title, body = message(row["alert"], self.settings)
-            ok, reason = await asyncio.to_thread(self.send, channel.url, title, body)
-            if ok:
-                await asyncio.to_thread(self.store.outbox_result, row["id"], "enviado")
-                self.counts["enviado"] += 1
-                sent += 1
-                continue
-            attempts = row["attempts"] + 1
-            wait = self.retry.delay(failures + 1)
-            next_at: float | None = time.time() + wait
-            if attempts >= self.retry.max_attempts:
-                result, next_at = "falhou", None
-                log.error("alert %d to %s failed after %d attempts: %s", row["alert_id"],
-                          channel.shown, attempts, reason)
-            else:
-                result = "nova_tentativa"
-                log.warning("alert %d to %s not delivered (attempt %d): %s; retrying in %.0f s",
-                            row["alert_id"], channel.shown, attempts, reason, wait)
-            await asyncio.to_thread(self.store.outbox_result, row["id"], result, reason, next_at)
+            job = asyncio.ensure_future(asyncio.to_thread(self._deliver, channel, row, failures))
+            try:
+                result = await asyncio.shield(job)
+            except asyncio.CancelledError:  # stopping: the send in flight is finished and
+                await asyncio.wait([job])   # recorded first, so it is not sent again
+                raise
             self.counts[result] += 1
-            return sent, True
+            if result != "enviado":
+                return sent, True
+            sent += 1
         return sent, False
+
+    def _deliver(self, channel: Channel, row: dict[str, Any], failures: int) -> str:
+        """Send one outbox row and record the result at once (worker thread)."""
+        title, body = message(row["alert"], self.settings)
+        ok, reason = self.send(channel.url, title, body)
+        if ok:
+            self.store.outbox_result(row["id"], "enviado")
+            return "enviado"
+        attempts = row["attempts"] + 1
+        wait = self.retry.delay(failures + 1)
+        next_at: float | None = time.time() + wait
+        if attempts >= self.retry.max_attempts:
+            result, next_at = "falhou", None
+            log.error("alert %d to %s failed after %d attempts: %s", row["alert_id"],
+                      channel.shown, attempts, reason)
+        else:
+            result = "nova_tentativa"
+            log.warning("alert %d to %s not delivered (attempt %d): %s; retrying in %.0f s",
+                        row["alert_id"], channel.shown, attempts, reason, wait)
+        self.store.outbox_result(row["id"], result, reason, next_at)
+        return result
