@@ -176,3 +176,11 @@ def test_schemathesis_over_the_alert_endpoints(live, path, method, mode):
         assert TOKEN not in response.text
 
     check()
+
+
+def test_a_body_that_is_not_json_gets_a_portuguese_400(tmp_path, monkeypatch):
+    server, _ = server_with(tmp_path, monkeypatch, TOKEN)
+    with server:
+        r = httpx.post(server.url + "/alertas/regras", content=b"\x80{}",
+                       headers={**auth(), "Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 400 and "JSON" in r.json()["detalhe"]

@@ -68,6 +68,7 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
     token = os.environ.get(TOKEN_ENV, "")
     router = APIRouter(dependencies=[Depends(reject_unknown_query)], tags=["alertas"])
     errors: dict[int | str, dict[str, Any]] = {
+              400: {"model": Erro, "description": "Corpo que não é JSON"},
               401: {"model": Erro, "description": "Sem o token, ou token errado"},
               403: {"model": Erro, "description": "Escrita desativada (sem "
                     f"{TOKEN_ENV}) ou regra do config.toml"},
@@ -140,7 +141,7 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
 
     @router.post("/alertas/regras", response_model=RegraInfo, status_code=201,
                  dependencies=write, summary="Criar uma regra (com o token)",
-                 responses={k: errors[k] for k in (401, 403, 422)})
+                 responses={k: errors[k] for k in (400, 401, 403, 422)})
     def criar(regra: Regra, request: Request) -> RegraInfo:
         if regra.moeda != ALL_COINS and regra.moeda not in coins:
             raise invalid("body", "moeda", f"moeda desconhecida; use 'todas' ou uma de: "
