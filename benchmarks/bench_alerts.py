@@ -7,17 +7,20 @@
    Latency = receipt time at the webhook - the time the tick was handed to the source: the
    engine (learn, evaluate, commit tick + alert + outbox row), the sender's wake-up, the
    message, apprise's HTTP POST, and the webhook.
-2. Counts. The README's example rules replayed over the demo's bundled 30 days (6 coins,
+2. Tick-path cost: the engine's time per tick without rules, with the README's rules, and
+   with them plus a channel (one outbox row per alert).
+3. Counts. The README's example rules replayed over the demo's bundled 30 days (6 coins,
    5-minute prices) with the default config, through the same evaluator the engine runs
    (``cryptotech backtest --alertas`` does the same for any data).
 
-``python benchmarks/bench_alerts.py [--quick] [--only latency|counts]`` (quick: 60 alerts,
+``python benchmarks/bench_alerts.py [--quick] [--only latency|cost|counts]`` (quick: 60 alerts,
 and the counts with the linear candidate only).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -44,8 +47,6 @@ GAP = 0.05
 
 
 def latency(alerts: int) -> dict:
-    import os
-
     from conftest import FeedSource, LiveServer, api_settings, wait_until
 
     from cryptotech.api.app import create_app
@@ -91,6 +92,33 @@ def latency(alerts: int) -> dict:
     return {"n": len(lat), "p50_ms": q[49], "p99_ms": q[98], "max_ms": lat[-1]}
 
 
+def tick_cost(n: int = 3000) -> dict:
+    """Engine time per tick (real engine, SQLite file, linear candidate) without rules, with
+    the example rules, and with them plus a channel (outbox rows; nothing drains them here:
+    the sender is not part of the tick path)."""
+    from conftest import api_settings, run_engine
+
+    from cryptotech.sources.replay import Replay, bundled_inputs
+
+    ticks = list(Replay([x for x in bundled_inputs() if x[0] == "btc"]))[:n]
+    out = {}
+    for name, rules, urls in (("no rules", [], ""), ("example rules", EXAMPLES, ""),
+                              ("example rules + 1 channel", EXAMPLES,
+                               "json://127.0.0.1:9/")):
+        os.environ["CRYPTOTECH_ALERTAS_URLS"] = urls
+        best = None
+        for _ in range(3):
+            tmp = Path(tempfile.mkdtemp())
+            s = api_settings(tmp, coins={"btc": "bitcoin"}, alertas=rules)
+            started = time.perf_counter()
+            run_engine(s, ticks)
+            took = (time.perf_counter() - started) / len(ticks) * 1000
+            best = took if best is None else min(best, took)
+        out[name] = best
+    os.environ.pop("CRYPTOTECH_ALERTAS_URLS", None)
+    return out
+
+
 def counts(quick: bool) -> list[tuple[str, str, int | None, float]]:
     from cryptotech.alerts.replay import count_alerts
     from cryptotech.config import Settings
@@ -107,16 +135,18 @@ def counts(quick: bool) -> list[tuple[str, str, int | None, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=("latency", "counts"))
+    parser.add_argument("--only", choices=("latency", "cost", "counts"))
     args = parser.parse_args()
     if args.only != "counts":
-        import os
-
         lat = latency(60 if args.quick else 300)
         print(f"delivery latency tick -> webhook over {lat['n']} alerts: p50 "
               f"{lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms "
               f"(1-minute load average {os.getloadavg()[0]:.1f})")
-    if args.only == "latency":
+    if args.only in (None, "cost"):
+        cost = tick_cost()
+        print("engine time per tick (best of 3, 3000 BTC ticks, linear candidate): " + ", ".join(
+            f"{k} {v:.2f} ms" for k, v in cost.items()))
+    if args.only in ("latency", "cost"):
         return
     rows = counts(args.quick)
     days = rows[0][3] if rows else 0
