@@ -174,3 +174,23 @@ def test_a_channel_that_keeps_failing_ends_failed_with_the_reason_and_backs_off(
     gaps = [b["at"] - a["at"] for a, b in zip(reversed(log[1:]), reversed(log[:-1]))]
     assert min(gaps) >= 0.05  # never hammered: each attempt waits for its backoff
     assert len(receiver.requests) == 6
+
+
+def test_deliveries_of_a_channel_removed_from_the_environment_end_failed(tmp_path):
+    import asyncio
+
+    from cryptotech.alerts.deliver import Sender, channels_from_env
+    from cryptotech.store import AlertRows, Store
+
+    alert = {"rule": "config:1:x", "rule_id": "config:1", "name": "teste", "rule_text": "teste",
+             "tipo": "fonte_fora", "coin": None, "ts": time.time(), "price": None,
+             "forecast": None, "text": "fonte de preços com problema"}
+    with Store(tmp_path / "a.db") as store:
+        old, new = channels_from_env({"CRYPTOTECH_ALERTAS_URLS":
+                                      "json://127.0.0.1:9/a,json://127.0.0.1:9/b"})
+        store.commit_alerts(AlertRows([alert], [old.key, new.key]))
+        asyncio.run(Sender(store, api_settings(tmp_path), [new]).forget_unknown())
+        summary = store.alert_summary()
+    assert summary["outbox"] == {"falhou": 1, "pendente": 1}
+    assert summary["log"][0]["channel"] == old.key
+    assert "não está mais" in summary["log"][0]["reason"]

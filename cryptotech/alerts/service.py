@@ -14,9 +14,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cryptotech.alerts.deliver import Channel, Retry, Sender, channels_from_env
@@ -94,7 +96,11 @@ class Alerts:
         return fired
 
     async def watch_outages(self, engine: Any) -> None:
-        """Every :data:`OUTAGE_EVERY` s: fire the outage rules that are due (runs forever)."""
+        """Every :data:`OUTAGE_EVERY` s: fire the outage rules that are due (runs forever).
+
+        Starts by failing the pending deliveries of channels no longer configured."""
+        if self.sender is not None:
+            await self.sender.forget_unknown()
         last = await asyncio.to_thread(self.store.last_alert_at)
         for rule in self.rules:
             if rule.key in last:
@@ -144,23 +150,34 @@ def _outage(kind: str, engine: Any) -> tuple[bool, str]:
 
 
 def start_tasks(state: Any) -> list[asyncio.Task]:
-    """The alerts' tasks for the app's lifespan: outage check and one sender per channel.
+    """Start the alerts' tasks from the app's lifespan: the outage check (``alertas``) and one
+    sender per channel (``alertas-envio-N``).
 
-    (Started like the engine starts its own; to move under the engine's supervisor when it
-    has one.)
+    Under the engine's supervisor when it has one (``engine.supervise(name, factory)``:
+    restarted with backoff if they die, shown in ``/status``, stopped by ``engine.stop()``);
+    otherwise started like the engine starts its own tasks, and returned for the lifespan to
+    cancel.
     """
-    alerts: Alerts = state.engine.alerts
-    tasks = [asyncio.create_task(alerts.watch_outages(state.engine), name="alerts-outages")]
+    engine = state.engine
+    alerts: Alerts = engine.alerts
     if alerts.channels:
         sender = alerts.sender = Sender(alerts.store, alerts.settings, alerts.channels,
                                         alerts.retry)
         listeners = getattr(state.hub, "listeners", None)
         if listeners is not None:
             listeners.append(lambda ev: sender.poke() if ev.kind == "alerta" else None)
-        tasks.append(asyncio.create_task(sender.forget_unknown(), name="alerts-forget"))
-        tasks += [asyncio.create_task(sender.run_channel(c), name=f"alerts-send-{c.key}")
-                  for c in alerts.channels]
-    return tasks
+    jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
+        ("alertas", lambda: alerts.watch_outages(engine))]
+    if alerts.sender is not None:
+        sender = alerts.sender
+        jobs += [(f"alertas-envio-{i}", functools.partial(sender.run_channel, channel))
+                 for i, channel in enumerate(alerts.channels, start=1)]
+    supervise = getattr(engine, "supervise", None)
+    if supervise is not None:
+        for name, factory in jobs:
+            supervise(name, factory)
+        return []
+    return [asyncio.create_task(factory(), name=name) for name, factory in jobs]
 
 
 def dump_rule(rule: Regra) -> str:
