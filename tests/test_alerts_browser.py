@@ -2,7 +2,8 @@
 
 The demo runs as its own process with a ``[[alertas]]`` rule from a config file (the README's
 ``fora_do_intervalo`` example, with a short cooldown); Debian's Chromium (Playwright,
-``executable_path``) keeps the page open while the replay goes on.
+``executable_path``) keeps the page open while the replay goes on. With the operator's token
+typed in the page, a rule is created and deleted from it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def test_an_alert_of_the_demo_appears_on_the_open_page(browser, tmp_path):  # no
     (tmp_path / "config.toml").write_text(CONFIG, encoding="utf-8")
     port = free_port()
     proc = start_cli(["demo", "--db", tmp_path / "demo.db", "--port", port, "--speed", "1200",
-                      "--config", tmp_path / "config.toml"], cli_env(), tmp_path,
+                      "--config", tmp_path / "config.toml"],
+                     cli_env(CRYPTOTECH_ALERTAS_TOKEN="token-do-teste"), tmp_path,
                      tmp_path / "log.txt", stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -69,6 +71,20 @@ def test_an_alert_of_the_demo_appears_on_the_open_page(browser, tmp_path):  # no
         assert "BTC fora do intervalo previsto" in toast
         assert "Regras" in page.inner_text("#alertas")
         assert "fora do intervalo" in page.inner_text("#alertas-regras")
+        # with the operator's token typed in the page: create a rule, then delete it
+        page.wait_for_selector("#alertas-form:not([hidden])", timeout=10_000)
+        page.fill("#alertas-token", "token-do-teste")
+        page.fill("#alertas-regra", '{"tipo": "preco_abaixo", "moeda": "btc", "preco": 1000}')
+        page.click("#alertas-form button")
+        page.wait_for_function("document.getElementById('alertas-regras').innerText"
+                               ".includes('api:1')", timeout=10_000)
+        rules = httpx.get(base + "/alertas/regras", timeout=10).json()["regras"]
+        assert [r["id"] for r in rules] == ["config:1", "api:1"]
+        page.click("#alertas-regras li:has-text('api:1') button")
+        page.wait_for_function("!document.getElementById('alertas-regras').innerText"
+                               ".includes('api:1')", timeout=10_000)
+        assert [r["id"] for r in httpx.get(base + "/alertas/regras", timeout=10).json()[
+            "regras"]] == ["config:1"]
         assert not errors
         context.close()
     finally:
