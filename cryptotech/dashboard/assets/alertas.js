@@ -75,6 +75,8 @@
 
   function pedir(metodo, url, corpo) {
     var opcoes = {method: metodo, headers: {}};
+    var campo = document.getElementById("alertas-token");
+    if (campo) { a.token = campo.value; }
     if (a.token) { opcoes.headers.Authorization = "Bearer " + a.token; }
     if (corpo) {
       opcoes.headers["Content-Type"] = "application/json";
@@ -130,7 +132,6 @@
     ]);
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
-      a.token = document.getElementById("alertas-token").value;
       var corpo;
       try { corpo = JSON.parse(document.getElementById("alertas-regra").value); }
       catch (e) { aviso("regra inválida: escreva um objeto JSON"); return; }
