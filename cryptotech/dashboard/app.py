@@ -321,6 +321,7 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon
                 html.Div(id="tabela-modelos", className="tabela-rolagem"),
             ]),
         ]),
+        html.Section(id="alertas", className="alertas"),  # filled by assets/alertas.js
         html.Footer(className="rodape", children=[
             html.Span(f"Horários em {settings.timezone}. "),
             html.Span("Os gráficos se atualizam sozinhos a cada novo preço, sem recarregar. "),
