@@ -8,10 +8,12 @@ holding anyone back, the subscriber cap answers 503, and shutdown says goodbye.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -449,3 +451,36 @@ def test_replay_floor_follows_pruning(tmp_path):
         prediction, outcomes = learner.process(tick)
         store.commit_tick(tick, prediction, outcomes)
         assert store.replay_floor() == newest  # the new tick event is newest + 1
+
+
+def test_disconnects_mid_replay_log_nothing_above_debug(tmp_path, caplog):
+    """Clients that reset the connection while a long replay is being written: no asyncio
+    "socket.send() raised exception." flood (it came from writes into the dead socket before
+    the server saw the loss), nothing above debug, at most one line per disconnect."""
+    server, feeder = start(tmp_path)
+    clients = 12
+    try:
+        feeder.feed(1500)  # about 4,400 stored events: a replay from id 1 takes many writes
+        port = int(server.url.rsplit(":", 1)[1])
+        caplog.set_level(logging.DEBUG)
+        caplog.clear()
+        for i in range(clients):
+            with socket.create_connection(("127.0.0.1", port), 10) as sock:
+                sock.sendall(b"GET /stream?ultimo_id=1 HTTP/1.1\r\nHost: teste\r\n\r\n")
+                got, wanted = 0, 20_000 * (i + 1)  # hang up at a different point each time
+                while got < wanted:
+                    chunk = sock.recv(65536)
+                    assert chunk, "the server ended the replay early"
+                    got += len(chunk)
+                # RST, with the server still writing the replay
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        wait_until(lambda: server.state.hub.subscribers == 0)
+    finally:
+        server.stop()
+    chatter = [r for r in caplog.records
+               if not (r.name == "sse_starlette.sse" and r.getMessage().startswith("chunk:"))]
+    assert [r.getMessage() for r in chatter if r.name == "asyncio"] == []
+    assert [r.getMessage() for r in chatter if r.levelno > logging.DEBUG] == []
+    disconnects = [r for r in chatter if "disconnect" in r.getMessage().lower()
+                   or "gone" in r.getMessage().lower()]
+    assert len(disconnects) <= clients

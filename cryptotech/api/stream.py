@@ -112,8 +112,16 @@ class SseResponse(EventSourceResponse):
         self._on_close = on_close
 
     async def __call__(self, scope, receive, send) -> None:
+        async def send_then_yield(message) -> None:
+            # Give the loop a turn after every write: when the client is gone, the server's
+            # connection_lost callback runs before the next write, so the server drops the
+            # rest quietly (instead of asyncio's "socket.send() raised exception." warning
+            # for every write into the dead socket, dozens during a replay).
+            await send(message)
+            await anyio.lowlevel.checkpoint()
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send_then_yield)
         except SendTimeoutError:
             log.info("stream: a send took longer than send_timeout; subscriber dropped")
         finally:
@@ -157,9 +165,7 @@ async def _replay(ctx: _Stream, cursor: int) -> AsyncIterator[tuple[bytes, int]]
     while True:
         batch = await anyio.to_thread.run_sync(ctx.store.events_after, cursor, coins,
                                                REPLAY_BATCH)
-        for i, ev in enumerate(batch):
-            if i % 50 == 49:  # let the loop breathe (disconnects, other streams)
-                await anyio.lowlevel.checkpoint()
+        for ev in batch:  # every send yields to the loop (SseResponse)
             if ctx.sub.evicted or ctx.sub.closed.is_set():
                 return
             yield encode(ev.kind, ctx.presenter.event(ev.kind, ev.data, ev.id), ev.id), ev.id
