@@ -9,8 +9,10 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
+import river
 from conftest import START, FeedSource, LiveServer, api_settings, random_walk, wait_until
 
+import cryptotech
 from cryptotech.api import routes
 from cryptotech.api.app import create_app
 from cryptotech.api.present import Presenter
@@ -76,7 +78,7 @@ def test_status_heartbeat(api):
     assert body["banco"]["ticks"] == 2 * N + 1
     assert body["assinantes_max"] == 1000
     assert body["fuso_horario"] == "America/Sao_Paulo"
-    assert body["versao"]
+    assert body["versao"] == cryptotech.__version__ and body["versao_river"] == river.__version__
 
 
 def test_prever_gives_the_latest_forecast_with_honest_context(api):
