@@ -191,6 +191,19 @@ def test_bad_query_is_422_in_portuguese(api, query, parametro, words):
     no_trace(r)
 
 
+@pytest.mark.parametrize("query", [
+    "inicio=9999-12-31T23:59", "inicio=9999-12-31T21:00&limite=1",
+    "fim=9999-12-31T23:59&exportar_csv=true", "inicio=0001-01-01T00:00Z&limite=1",
+    "inicio=0001-01-01T00:00%2B23:59", "fim=9999-12-31T12:00-23:59&exportar_csv=true",
+])
+def test_dates_beyond_year_9999_or_before_year_1_are_422(api, query):
+    """Valid-looking dates that fall outside 0001..9999 in UTC or in the configured zone."""
+    r = api.client.get(f"/previsoes/btc?{query}")
+    assert r.status_code == 422, r.text
+    assert "fora do intervalo aceito" in r.json()["erros"][0]["mensagem"]
+    no_trace(r)
+
+
 def test_csv_export_is_a_streamed_download(api):
     with api.client.stream("GET", "/previsoes/btc", params={"exportar_csv": "true"}) as r:
         assert r.status_code == 200

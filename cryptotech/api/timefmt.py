@@ -60,6 +60,10 @@ def parse_instant(text: str, zone: ZoneInfo) -> float:
     Traceback (most recent call last):
     ...
     ValueError: data inexistente: dia, mês, hora ou minuto fora do calendário
+    >>> parse_instant("9999-12-31T23:59", sp)  # 10000-01-01 in UTC
+    Traceback (most recent call last):
+    ...
+    ValueError: data fora do intervalo aceito: use uma data entre os anos 0001 e 9999, no fuso configurado e em UTC (ex.: 2025-01-31T14:30)
     """
     value = text.strip()
     if not _INSTANT.match(value):
@@ -77,6 +81,13 @@ def parse_instant(text: str, zone: ZoneInfo) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=zone)
     try:
-        return dt.timestamp()
+        epoch = dt.timestamp()
+        local(epoch, zone)  # shown back in the zone (and in UTC): both must exist
     except (OverflowError, ValueError, OSError):
-        raise ValueError("data fora do intervalo aceito") from None
+        raise ValueError(OUT_OF_RANGE) from None
+    return epoch
+
+
+#: The answer for an instant that cannot be shown in UTC or in the configured zone.
+OUT_OF_RANGE = ("data fora do intervalo aceito: use uma data entre os anos 0001 e 9999, "
+                "no fuso configurado e em UTC (ex.: 2025-01-31T14:30)")
