@@ -104,14 +104,46 @@ def test_prever_gives_the_latest_forecast_with_honest_context(api):
     assert p["id"] == stored["id"] and p["previsao"] == pytest.approx(stored["forecast"])
 
 
-@pytest.mark.parametrize("coin", ["xyz", "BTC", "b%20tc"])
+@pytest.mark.parametrize("coin", ["xyz", "b%20tc", "btcx"])
 def test_unknown_coin_is_404_in_portuguese(api, coin):
     for path in (f"/prever/{coin}", f"/previsoes/{coin}", f"/metricas/{coin}"):
         r = api.client.get(path)
         assert r.status_code == 404, path
         assert "não encontrada" in r.json()["detalhe"] and "btc, eth, sol, ada" in r.json()["detalhe"]
         no_trace(r)
-    assert "minúsculas" in api.client.get("/prever/BTC").json()["detalhe"]
+
+
+def test_coins_in_any_case_are_the_lowercase_coin(api):
+    """One rule everywhere: any case is accepted and normalised to lowercase."""
+    for path in ("/prever/{}", "/previsoes/{}?limite=3", "/metricas/{}"):
+        lower = api.client.get(path.format("btc"))
+        for spelling in ("BTC", "Btc"):
+            r = api.client.get(path.format(spelling))
+            assert r.status_code == 200, (path, spelling)
+            assert r.json() == lower.json()
+    assert api.client.head("/stream?moedas=BTC,Eth").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/prever/{}", "/previsoes/{}", "/metricas/{}",
+                                  "/{}", "/previsoes/btc/{}"])
+def test_unknown_ids_are_echoed_as_a_short_prefix(api, path):
+    r = api.client.get(path.format("a" * 60_000))  # httpx refuses longer URLs
+    assert r.status_code == 404
+    assert len(r.content) < 500
+    detail = r.json()["detalhe"]
+    assert "a" * 16 in detail and "a" * 33 not in detail and "…" in detail
+
+
+@pytest.mark.parametrize("path", ["/", "/status", "/moedas", "/prever/btc", "/previsoes/btc",
+                                  "/previsoes/btc?exportar_csv=true", "/metricas/btc",
+                                  "/openapi.json", "/docs", "/redoc"])
+def test_unknown_query_parameters_are_ignored(api, path):
+    """A browser cache-buster (``?_=123``) or a tracking tag never breaks a call."""
+    sep = "&" if "?" in path else "?"
+    r = api.client.get(f"{path}{sep}_=123&utm_source=x&inico=2025-01-01")
+    assert r.status_code == 200, r.text
+    if path == "/previsoes/btc":
+        assert r.json() == api.client.get(path).json()
 
 
 def test_prever_warming_up_is_503_with_reason_and_when(api):
@@ -178,8 +210,8 @@ def test_previsoes_time_filter_naive_means_the_configured_zone(api):
     ("apos_id=-1", "apos_id", "maior ou igual a 0"),
     ("apos_id=99999999999999999999999", "apos_id", "menor ou igual"),
     ("exportar_csv=talvez", "exportar_csv", "true ou false"),
-    ("inico=2025-01-01", "inico", "parâmetro desconhecido"),
     ("limite=1&limite=2", "limite", "mais de uma vez"),
+    ("_=1&limite=0", "limite", "maior ou igual a 1"),  # unknown ignored, known still checked
 ])
 def test_bad_query_is_422_in_portuguese(api, query, parametro, words):
     r = api.client.get(f"/previsoes/btc?{query}")
@@ -296,7 +328,7 @@ def test_the_api_key_never_appears(api):
     bodies = [api.client.get(path).text for path in (
         "/", "/status", "/moedas", "/prever/btc", "/prever/sol", "/previsoes/btc",
         "/previsoes/btc?exportar_csv=true", "/metricas/btc", "/openapi.json", "/docs",
-        "/prever/nada", "/previsoes/btc?limite=x")]
+        "/prever/nada", "/previsoes/btc?limite=x", "/previsoes/btc?_=1")]
     with api.client.stream("GET", "/stream?ultimo_id=0") as r:
         chunk = b""
         for part in r.iter_bytes():

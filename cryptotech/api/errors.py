@@ -2,8 +2,10 @@
 
 Every error body is an :class:`~cryptotech.api.schemas.Erro` (``{"detalhe": ...}``), never a
 stack trace. FastAPI's own validation handler is replaced so that its English messages become
-Portuguese ones; an unknown coin in the path is a 404, not a 422. :func:`reject_unknown_query`
-makes a misspelt query parameter (``?inico=``) an error instead of being silently ignored.
+Portuguese ones; an unknown coin in the path is a 404, not a 422. Unknown query
+parameters are ignored, as common APIs do (a browser's cache-buster ``?_=123`` must not break
+a call); the known ones are validated, and :func:`reject_repeated_query` refuses one given
+twice. What a user sent is echoed at most :data:`ECHO_MAX` characters long (:func:`short`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,22 @@ _MESSAGES = {
     "enum": "valor inválido; aceitos: {expected}",
     "literal_error": "valor inválido; aceitos: {expected}",
 }
+
+
+#: At most this many characters of what the user sent are echoed in an error message.
+ECHO_MAX = 32
+
+
+def short(text: Any, limit: int = ECHO_MAX) -> str:
+    """``text`` for an error message: at most ``limit`` characters, then "…".
+
+    >>> short("a" * 100_000)
+    'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa…'
+    >>> short("btc")
+    'btc'
+    """
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def message_pt(error: dict[str, Any]) -> str:
@@ -95,9 +113,9 @@ def install(app: FastAPI, coins: Sequence[str]) -> None:
             name = ".".join(loc[1:]) or where
             if where == "path" and name == "moeda":
                 wanted = request.path_params.get("moeda", err.get("input"))
-                hint = " (use minúsculas)" if str(wanted).lower() in coins else ""
                 return error_response(
-                    404, f"moeda '{wanted}' não encontrada{hint}; moedas disponíveis: {available}")
+                    404, f"moeda '{short(wanted)}' não encontrada; moedas disponíveis: "
+                         f"{available}")
             items.append({"parametro": name, "local": where
                           if where in ("path", "query", "header", "body", "cookie") else "query",
                           "mensagem": message_pt(err)})
@@ -106,8 +124,8 @@ def install(app: FastAPI, coins: Sequence[str]) -> None:
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            detail = (f"caminho não encontrado: {request.url.path}; veja a página inicial (/) "
-                      "ou a documentação (/docs)")
+            detail = (f"caminho não encontrado: {short(request.url.path)}; veja a página "
+                      "inicial (/) ou a documentação (/docs)")
         elif exc.status_code == 405:
             detail = "método não permitido: esta API é somente leitura (GET e HEAD)"
         elif isinstance(exc.detail, str) and exc.detail and not exc.detail.isascii():
@@ -170,21 +188,21 @@ def _query_names(dependant: Dependant) -> Iterable[str]:
         yield from _query_names(sub)
 
 
-async def reject_unknown_query(request: Request) -> None:
-    """Dependency: 422 for a query parameter the route does not declare, or one given twice."""
+async def reject_repeated_query(request: Request) -> None:
+    """Dependency: 422 for a known query parameter given twice (which one would count?).
+
+    Unknown parameters are ignored (``?_=123``, tracking tags), never refused.
+    """
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    allowed = getattr(route, "_query_names", None)
-    if allowed is None:
-        allowed = frozenset(_query_names(dependant))
-        route._query_names = allowed
+    known = getattr(route, "_query_names", None)
+    if known is None:
+        known = frozenset(_query_names(dependant))
+        route._query_names = known  # type: ignore[union-attr]
     seen: set[str] = set()
     for name, _ in request.query_params.multi_items():
-        if name not in allowed:
-            accepted = ", ".join(sorted(allowed)) or "nenhum"
-            raise invalid("query", name, f"parâmetro desconhecido; aceitos aqui: {accepted}")
-        if name in seen:
+        if name in known and name in seen:
             raise invalid("query", name, "informado mais de uma vez")
         seen.add(name)

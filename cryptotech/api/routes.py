@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from cryptotech.api import schemas as s
-from cryptotech.api.errors import invalid, reject_unknown_query
+from cryptotech.api.errors import invalid, reject_repeated_query
 from cryptotech.api.home import home_page
 from cryptotech.api.present import Presenter
 from cryptotech.api.timefmt import INSTANT_PATTERN, parse_instant
@@ -37,13 +37,25 @@ CSV_COLUMNS = ["id", "moeda", "feita_em", "alvo_em", "preco_atual", "previsao",
                "situacao", "preco_real", "erro", "erro_pct", "dentro_do_intervalo"]
 
 
+class _Coin(str, Enum):
+    """A configured coin; any case is accepted and normalised to lowercase (``BTC`` = ``btc``),
+    the one rule for ``/prever``, ``/previsoes``, ``/metricas`` and ``/stream?moedas=``."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Enum | None:
+        if isinstance(value, str):
+            return next((m for m in cls if m.value == value.lower()), None)
+        return None
+
+
 def coin_enum(coins: list[str]) -> type[Enum]:
     """The ``{moeda}`` path type: one member per configured coin (a dropdown in /docs).
 
-    >>> [m.value for m in coin_enum(["btc", "eth"])]
-    ['btc', 'eth']
+    >>> Moeda = coin_enum(["btc", "eth"])
+    >>> [m.value for m in Moeda], Moeda("ETH").value
+    (['btc', 'eth'], 'eth')
     """
-    return Enum("Moeda", {coin: coin for coin in coins}, type=str)  # type: ignore[return-value]
+    return _Coin("Moeda", {coin: coin for coin in coins})  # type: ignore[call-overload,no-any-return]
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -92,8 +104,9 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
     coins = list(settings.coins)
     Moeda = coin_enum(coins)
     zone = settings.zone
-    router = APIRouter(dependencies=[Depends(reject_unknown_query)])
-    coin_path = Annotated[Moeda, Path(description="Símbolo da moeda (veja /moedas)")]
+    router = APIRouter(dependencies=[Depends(reject_repeated_query)])
+    coin_path = Annotated[Moeda, Path(
+        description="Símbolo da moeda (veja /moedas); maiúsculas ou minúsculas")]
 
     def get(path: str, **kwargs: Any) -> Callable:
         """GET (documented) and HEAD (same handler, not in the schema)."""
@@ -229,7 +242,8 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
         next_page = None
         if next_id is not None:
             url = request.url.include_query_params(apos_id=next_id, limite=limit)
-            next_page = f"{url.path}?{url.query}"
+            path = url.path.rsplit("/", 1)[0] + "/" + coin  # the coin as normalised
+            next_page = f"{path}?{url.query}"
         return s.PaginaPrevisoes(
             moeda=coin, inicio=presenter.time(start), fim=presenter.time(end),
             fuso_horario=settings.timezone, limite=limit, quantidade=len(items), itens=items,

@@ -38,7 +38,7 @@ import anyio.lowlevel
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError, ServerSentEvent
 
-from cryptotech.api.errors import error_response, invalid, reject_unknown_query
+from cryptotech.api.errors import error_response, invalid, reject_repeated_query, short
 from cryptotech.api.schemas import Erro
 from cryptotech.hub import Event, Hub, Subscription
 
@@ -236,16 +236,19 @@ def _parse_coins(text: str | None, known: list[str]) -> frozenset[str] | None:
         raise invalid("query", "moedas", "informe ao menos uma moeda (ex.: btc,eth)", text)
     unknown = [c for c in wanted if c not in known]
     if unknown:
-        raise invalid("query", "moedas", f"moeda(s) desconhecida(s): {', '.join(unknown)}; "
-                      f"disponíveis: {', '.join(known)}", text)
+        raise invalid("query", "moedas", f"moeda(s) desconhecida(s): {short(', '.join(unknown))}"
+                      f"; disponíveis: {', '.join(known)}", text)
     return frozenset(wanted)
 
 
 def _parse_last_id(header: str | None, query: int | None) -> int | None:
     if header is not None and header.strip():
         value = header.strip()
-        if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
+        if not (value.isascii() and value.isdigit()):
             raise invalid("header", "Last-Event-ID", "deve ser o id numérico de um evento", value)
+        if len(value) > len(str(MAX_ID)) or int(value) > MAX_ID:
+            raise invalid("header", "Last-Event-ID", "id fora do intervalo: deve ser de 0 a "
+                          f"{MAX_ID} (o id de um evento recebido)", short(value))
         return int(value)
     return query
 
@@ -268,7 +271,7 @@ reconexão: `retry: {RETRY_MS}` ms. Comentários `: ping` mantêm a conexão viv
 
 
 def build_router(coins: list[str]) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(reject_unknown_query)])
+    router = APIRouter(dependencies=[Depends(reject_repeated_query)])
 
     @router.get(
         "/stream",
