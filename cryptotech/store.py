@@ -374,9 +374,11 @@ class Store:
             return dict(row) if row else None
 
     def predictions(self, coin: str, start: float | None = None, end: float | None = None,
-                    after_id: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        """Predictions of ``coin`` (made_at in [start, end]) with their outcome if settled,
-        in id order, streamed row by row."""
+                    after_id: int = 0, limit: int | None = None, *,
+                    before_id: int | None = None,
+                    newest_first: bool = False) -> Iterator[dict[str, Any]]:
+        """Predictions of ``coin`` (made_at in [start, end], id in (after_id, before_id))
+        with their outcome if settled, in id order (newest first if asked), row by row."""
         sql = ("SELECT p.id, p.coin, p.made_at, p.target_at, p.price, p.forecast, p.lower,"
                " p.upper, p.model, o.actual, o.error, o.covered FROM predictions p"
                " LEFT JOIN outcomes o ON o.prediction_id = p.id"
@@ -388,7 +390,10 @@ class Store:
         if end is not None:
             sql += " AND p.made_at <= ?"
             args.append(end)
-        sql += " ORDER BY p.id"
+        if before_id is not None:
+            sql += " AND p.id < ?"
+            args.append(before_id)
+        sql += " ORDER BY p.id DESC" if newest_first else " ORDER BY p.id"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from datetime import datetime, timedelta
 
 import httpx
@@ -159,6 +160,14 @@ def test_prever_warming_up_is_503_with_reason_and_when(api):
     assert "nenhum preço" in r.json()["detalhe"]
 
 
+def test_warm_up_names_the_source_state_in_portuguese(api, monkeypatch):
+    status = api.state.engine.source.status
+    monkeypatch.setattr(status, "state", "starting")
+    monkeypatch.setattr(status, "message", "starting")
+    detail = api.client.get("/prever/ada").json()["detalhe"]
+    assert detail == "ada: nenhum preço recebido ainda; fonte: iniciando"
+
+
 def test_previsoes_pages_cover_the_history_exactly_once(api):
     stored = [row["id"] for row in api.state.store.predictions("btc")]
     assert len(stored) > 20
@@ -247,13 +256,40 @@ def test_csv_export_is_a_streamed_download(api):
     stored = list(api.state.store.predictions("btc"))
     assert [int(row["id"]) for row in rows] == [p["id"] for p in stored]
     assert rows[0]["feita_em"].endswith("-03:00") and rows[0]["moeda"] == "btc"
-    assert rows[0]["dentro_do_intervalo"] in ("sim", "nao")
+    assert {r["dentro_do_intervalo"] for r in rows} == {"true", "false", ""}  # as in the JSON
     assert rows[-1]["preco_real"] == "" and rows[-1]["situacao"] == "pendente"
     r = api.client.get("/previsoes/eth", params={"exportar_csv": "true", "inicio": "2024-12-31T22:00",
                                                   "fim": "2025-01-01T00:00-03:00"})
     assert r.headers["content-disposition"] == (
         'attachment; filename="previsoes_eth_20241231T2200_20250101T0000.csv"')
     assert len(r.text.strip().splitlines()) == 1 + 25
+
+
+def test_previsoes_newest_first_pages_and_csv(api):
+    stored = [row["id"] for row in api.state.store.predictions("btc")]
+    seen, url = [], "/previsoes/btc?ordem=desc&limite=7"
+    for _ in range(50):
+        body = api.client.get(url).json()
+        assert body["ordem"] == "desc" and body["proximo_apos_id"] is None
+        seen += [item["id"] for item in body["itens"]]
+        url = body["proxima_pagina"]
+        if url is None:
+            break
+        assert "antes_id=" in url and body["proximo_antes_id"] == body["itens"][-1]["id"]
+    assert seen == stored[::-1]
+    r = api.client.get("/previsoes/btc", params={"ordem": "desc", "exportar_csv": "true"})
+    assert [int(row["id"]) for row in csv.DictReader(io.StringIO(r.text))] == stored[::-1]
+    r = api.client.get("/previsoes/btc", params={"ordem": "nova"})
+    assert r.status_code == 422 and r.json()["erros"][0]["parametro"] == "ordem"
+
+
+def test_home_page_history_link_shows_recent_forecasts(api):
+    page = api.client.get("/").text
+    href = re.search(r'href="(/previsoes/btc\?[^"]*)">histórico', page).group(1)
+    body = api.client.get(href.replace("&amp;", "&")).json()
+    newest = max(row["id"] for row in api.state.store.predictions("btc"))
+    assert body["itens"][0]["id"] == newest
+    assert "Sao Paulo" in page
 
 
 def test_csv_chunks_are_lazy(api, monkeypatch):
@@ -284,6 +320,11 @@ def test_metricas_beside_persistence(api):
     assert body["candidatos"]["bayes_linear"]["skill_vs_persistencia"] == pytest.approx(
         learner_metrics["bayes_linear"]["skill"])
     assert "persistência" in body["explicacao"]
+    for words in ("MAE", "R²", "pontos-base", "bps", "frações", "habilidade"):
+        assert words in body["explicacao"], words
+    # every rate is a fraction: mape too (River gives it in %)
+    assert body["publicado"]["mape"] == pytest.approx(learner_metrics["published"]["mape"] / 100)
+    assert 0 < body["publicado"]["mape"] < 0.1
     empty = api.client.get("/metricas/ada").json()
     assert empty["publicado"]["resultados"] == 0 and empty["publicado"]["mae"] is None
 
@@ -392,6 +433,29 @@ def test_json_never_carries_nan_or_infinity(api):
            "forecast": math.nan, "lower": 1.0, "upper": 2.0, "model": "x", "actual": None,
            "error": None, "covered": None}
     assert "NaN" not in presenter.prediction(row).model_dump_json()
+
+
+def test_prices_carry_no_float_noise(api):
+    presenter = Presenter(api.state.settings)
+    row = {"id": 1, "coin": "btc", "made_at": 0.0, "target_at": 3600.0,
+           "price": 104238.49999999993, "forecast": 104238.49999999993,
+           "lower": 0.16912345678901234, "upper": 2.0000000000000004, "model": "x",
+           "actual": 0.000012345678912345, "error": 208.30000000000291, "covered": 1}
+    p = presenter.prediction(row)
+    assert p.preco_atual == p.previsao == 104238.5
+    assert p.limite_inferior == 0.1691234568 and p.limite_superior == 2.0  # DOGE keeps digits
+    assert p.preco_real == 1.234567891e-05 and p.erro == 208.3
+    items = api.client.get("/previsoes/btc?limite=1000").json()["itens"]
+    numbers = [v for item in items for v in item.values() if isinstance(v, float)]
+    assert numbers and all(float(f"{v:.10g}") == v for v in numbers)
+
+
+def test_status_reasons_and_warm_up_are_portuguese(api):
+    body = api.client.get("/status").json()
+    keys = set(body["ignorados"]) | {k for c in body["moedas"].values() for k in c["ignorados"]}
+    assert "aquecendo" in keys
+    english = {"warming_up", "duplicate", "out_of_order", "unknown_coin", "already_stored"}
+    assert not keys & english
 
 
 def test_parse_instant_matches_the_documented_pattern():

@@ -57,13 +57,13 @@ def no_server_error(ctx, response, case):
 def valid_input_accepted(ctx, response, case):
     """Schema-valid input is answered, not refused: 2xx (or the warm-up 503 above).
 
-    The one exception: a date that matches the documented pattern but does not exist on
-    the calendar (30 February) or cannot be shown (year 10000 once in UTC) is a 422 that
-    says so.
+    The exceptions (:data:`RULES`): a date that matches the documented pattern but does not
+    exist on the calendar (30 February) or cannot be shown (year 10000 once in UTC), and
+    `fim` before `inicio`, are a 422 that says so.
     """
     status = response.status_code
     if status == 422:
-        assert any(words in response.json()["detalhe"] for words in DATE_REFUSALS), response.text
+        assert any(words in response.json()["detalhe"] for words in RULES), response.text
     elif status != 503:  # 503: checked by no_server_error
         assert 200 <= status < 300, f"{status}: {response.text[:300]}"
 
@@ -71,6 +71,8 @@ def valid_input_accepted(ctx, response, case):
 #: The only 422s a date matching the documented pattern may get: not on the calendar
 #: (30 February), or outside the years 0001..9999 in UTC or in the configured zone.
 DATE_REFUSALS = ("data inexistente", "fora do intervalo aceito")
+#: Every documented rule a schema cannot express: those dates, and fim before inicio.
+RULES = (*DATE_REFUSALS, "posterior a inicio")
 
 CHECKS = [no_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, response_headers_conformance]

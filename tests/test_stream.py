@@ -182,6 +182,7 @@ def test_events_carry_ids_retry_and_portuguese_payloads(live):
             assert isinstance(data["dentro_do_intervalo"], bool)
         elif e.event == "metricas":
             assert {"publicado", "persistencia", "candidatos"} <= set(data)
+            assert "explicacao" not in data  # static text: on the page, not in every event
         elif e.event == "status":
             assert data["fonte"] == "live" and data["assinantes"] >= 1
 

@@ -25,6 +25,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from sse_starlette.sse import AppStatus
@@ -130,15 +131,16 @@ def _document_event_models(app: FastAPI) -> None:
               schemas.Reset, schemas.Aviso)
     default = app.openapi
 
-    def openapi() -> dict:
-        if app.openapi_schema is None:
+    def openapi() -> dict[str, Any]:
+        schema = app.openapi_schema
+        if schema is None:
             schema = default()
             _, defs = models_json_schema([(m, "serialization") for m in models],
                                          ref_template="#/components/schemas/{model}")
             known = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, model_schema in defs.get("$defs", {}).items():
                 known.setdefault(name, model_schema)
-        return app.openapi_schema
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -105,7 +105,8 @@ def install(app: FastAPI, coins: Sequence[str]) -> None:
     """Register the Portuguese handlers on ``app``."""
     available = ", ".join(coins)
 
-    async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
         items = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ())]
@@ -122,7 +123,8 @@ def install(app: FastAPI, coins: Sequence[str]) -> None:
         detail = "; ".join(f"{i['parametro']}: {i['mensagem']}" for i in items)
         return error_response(422, f"parâmetro inválido: {detail}", errors=items)
 
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
             detail = (f"caminho não encontrado: {short(request.url.path)}; veja a página "
                       "inicial (/) ou a documentação (/docs)")
@@ -134,7 +136,7 @@ def install(app: FastAPI, coins: Sequence[str]) -> None:
             detail = f"erro HTTP {exc.status_code}"
         return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
-    async def store_error(request: Request, exc: CryptoTechError) -> JSONResponse:
+    async def store_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s: %s", request.method, request.url.path, exc)
         return error_response(503, "banco de dados indisponível no momento; tente novamente "
                               "em alguns segundos", headers={"Retry-After": "5"})

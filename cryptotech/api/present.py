@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from cryptotech.api import schemas as s
 from cryptotech.api.timefmt import local
@@ -24,6 +24,48 @@ _METRIC_NAMES = {
     "skill": "skill_vs_persistencia", "direction_hit_rate": "acerto_direcao",
     "coverage": "cobertura", "mean_width_bps": "largura_media_bps",
 }
+
+
+#: The engine's and the source's reason codes (English, in logs) as the API shows them.
+REASONS_PT = {
+    "warming_up": "aquecendo", "duplicate": "duplicado", "out_of_order": "fora_de_ordem",
+    "invalid_price": "preco_invalido", "unlabelled_gap": "lacuna_sem_preco_real",
+    "pending_dropped": "pendente_descartada", "unknown_coin": "moeda_desconhecida",
+    "already_stored": "ja_guardado", "nan": "nao_e_numero", "infinite": "infinito",
+    "non_positive": "nao_positivo", "non_numeric": "nao_numerico",
+    "missing_price": "sem_preco", "missing_coin": "moeda_ausente",
+    "absurd_jump": "salto_absurdo", "bad_timestamp": "horario_invalido",
+    "malformed": "resposta_malformada",
+}
+
+#: The source's states (codes in ``estado``) in words, for sentences.
+SOURCE_STATES_PT = {
+    "starting": "iniciando", "live": "ao vivo", "stale": "sem preços novos",
+    "unreachable": "inacessível", "rate_limited": "limite de consultas atingido",
+    "auth_error": "chave da API recusada", "budget_exhausted": "créditos do mês esgotados",
+}
+
+
+def reasons_pt(counts: Mapping[str, Any] | None) -> dict[str, int]:
+    """Reason counters with Portuguese keys (an unknown code is kept as it is).
+
+    >>> reasons_pt({"warming_up": 2, "duplicate": 1, "novo": 3})
+    {'aquecendo': 2, 'duplicado': 1, 'novo': 3}
+    """
+    out: dict[str, int] = {}
+    for key, value in (counts or {}).items():
+        name = REASONS_PT.get(str(key), str(key))
+        out[name] = out.get(name, 0) + int(value)
+    return out
+
+
+def source_state_pt(state: str | None) -> str:
+    """A source state in words.
+
+    >>> source_state_pt("starting"), source_state_pt("novo")
+    ('iniciando', 'novo')
+    """
+    return SOURCE_STATES_PT.get(state or "", state or "desconhecido")
 
 
 def _br(value: float, digits: int = 1) -> str:
@@ -52,6 +94,11 @@ class Presenter:
         self.level = settings.model.interval_level
         self.window = settings.model.metrics_window
 
+    @overload
+    def time(self, epoch: float) -> datetime: ...
+    @overload
+    def time(self, epoch: float | None) -> datetime | None: ...
+
     def time(self, epoch: float | None) -> datetime | None:
         return local(epoch, self.zone)
 
@@ -70,7 +117,7 @@ class Presenter:
         covered = row.get("covered")
         error = row.get("error")
         return s.Previsao(
-            id=row.get("id") or row.get("prediction_id") or pid,
+            id=int(row.get("id") or row.get("prediction_id") or pid or 0),
             moeda=row["coin"],
             feita_em=self.time(row["made_at"]),
             alvo_em=self.time(row["target_at"]),
@@ -134,7 +181,9 @@ class Presenter:
     def _metric(values: Mapping[str, Any]) -> s.Metricas:
         out = {pt: values.get(en) for en, pt in _METRIC_NAMES.items()}
         out["resultados"] = int(out["resultados"] or 0)
-        return s.Metricas(**out)
+        if out["mape"] is not None:  # River gives it in %; every rate here is a fraction
+            out["mape"] = out["mape"] / 100.0
+        return s.Metricas.model_validate(out)
 
     def metrics(self, coin: str, model_in_use: str, metrics: Mapping[str, dict]) -> s.MetricasMoeda:
         """The learner's ``metrics()`` (or an engine ``metricas`` event) in Portuguese."""
@@ -149,14 +198,27 @@ class Presenter:
             persistencia=self._metric(metrics.get(PERSISTENCE, empty)),
             candidatos={name: self._metric(v) for name, v in metrics.items()
                         if name not in (PUBLISHED, PERSISTENCE)},
-            explicacao=(
-                "Métricas dos últimos resultados (janela móvel), em unidades de preço. "
-                "skill_vs_persistencia = 1 - MAE/MAE_persistência: acima de 0 errou menos que "
-                "'o preço fica igual', abaixo de 0 errou mais. Um candidato só é publicado "
-                "quando erra menos que a persistência; senão a previsão publicada é a própria "
-                f"persistência. cobertura: fração dos preços reais dentro do intervalo de "
-                f"{_br(self.level * 100, 0)}%."
-            ),
+            explicacao=self.explanation(),
+        )
+
+    def explanation(self) -> str:
+        """What each metric means, in plain Portuguese (``GET /metricas`` only: the SSE
+        ``metricas`` events leave it out, the dashboard shows it once on the page)."""
+        return (
+            f"Métricas dos últimos {self.window} resultados (janela móvel); cada previsão é "
+            f"conferida {self.horizon} depois de feita. mae (erro absoluto médio) e rmse "
+            "(raiz do erro quadrático médio) estão em unidades de preço "
+            f"({self.settings.vs_currency.upper()}): quanto menor, melhor. "
+            "skill_vs_persistencia (habilidade contra a persistência) = 1 - MAE/MAE da "
+            "persistência, uma fração: acima de 0 errou menos que 'o preço fica igual', "
+            "abaixo de 0 errou mais (0,01 = 1% menos erro). Um candidato só é publicado quando "
+            "erra menos que a persistência; senão a previsão publicada é a própria "
+            "persistência. mape, acerto_direcao e cobertura são frações (0,9 = 90%): mape é o "
+            "erro percentual absoluto médio; acerto_direcao, a fração de vezes em que a "
+            "direção (sobe/desce) foi acertada; cobertura, a fração dos preços reais dentro "
+            f"do intervalo de {_br(self.level * 100, 0)}%. largura_media_bps é a largura média "
+            "do intervalo em pontos-base (bps: 100 bps = 1% do preço). r2 (R², coeficiente de "
+            "determinação): 1 é perfeito, 0 é tão bom quanto prever a média, negativo é pior."
         )
 
     # -- SSE payloads ------------------------------------------------------------------------
@@ -176,8 +238,9 @@ class Presenter:
             model = self.prediction(data, event_id)
         elif kind == "resultado":
             model = self.prediction(data)
-        elif kind == "metricas":
+        elif kind == "metricas":  # the explanation is static: on the page, not in each event
             model = self.metrics(data["coin"], data["model_in_use"], data["metrics"])
+            return model.model_dump(mode="json", exclude={"explicacao"})
         else:  # already in the API's shape (status, reset, adeus, removido)
             return dict(data)
         return model.model_dump(mode="json")
@@ -199,7 +262,7 @@ class Presenter:
                                  for c, v in (src.get("last_tick_at") or {}).items()},
                 consultas=int(src.get("polls") or 0),
                 erros=int(src.get("errors") or 0),
-                rejeitados={str(k): int(v) for k, v in (src.get("rejected") or {}).items()},
+                rejeitados=reasons_pt(src.get("rejected")),
                 duplicados=int(src.get("duplicates") or 0),
                 creditos_usados_mes=int(src.get("credits_used_month") or 0),
                 orcamento_creditos=int(src.get("credit_budget") or 0),
@@ -211,7 +274,7 @@ class Presenter:
                 modelo_em_uso=c.get("model_in_use") or PERSISTENCE,
                 precos_vistos=int(c.get("ticks_seen") or 0),
                 rotulos_pendentes=int(c.get("pending_labels") or 0),
-                ignorados={str(k): int(v) for k, v in (c.get("ignored") or {}).items()},
+                ignorados=reasons_pt(c.get("ignored")),
                 recuperacao=c.get("recovery"),
             )
             for coin, c in (raw.get("coins") or {}).items()
@@ -222,13 +285,13 @@ class Presenter:
             agora=self.time(time.time()),
             versao=raw["version"],
             versao_river=raw["river_version"],
-            iniciado_em=self.time_iso(raw["started_at"]),
+            iniciado_em=datetime.fromisoformat(raw["started_at"]).astimezone(self.zone),
             fuso_horario=self.settings.timezone,
             horizonte=self.horizon,
             fonte=fonte,
             moedas=coins,
             ticks_processados=int(raw.get("ticks_processed") or 0),
-            ignorados={str(k): int(v) for k, v in (raw.get("ignored") or {}).items()},
+            ignorados=reasons_pt(raw.get("ignored")),
             erros_banco=int(raw.get("store_errors") or 0),
             assinantes=int(raw.get("subscribers") or 0),
             assinantes_max=max_subscribers,

@@ -14,7 +14,7 @@ import io
 import time
 from collections.abc import Callable, Iterator
 from enum import Enum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from cryptotech.api import schemas as s
 from cryptotech.api.errors import invalid, reject_repeated_query
 from cryptotech.api.home import home_page
-from cryptotech.api.present import Presenter
+from cryptotech.api.present import Presenter, source_state_pt
 from cryptotech.api.timefmt import INSTANT_PATTERN, parse_instant
 from cryptotech.config import Settings
 from cryptotech.store import Store
@@ -55,7 +55,7 @@ def coin_enum(coins: list[str]) -> type[Enum]:
     >>> [m.value for m in Moeda], Moeda("ETH").value
     (['btc', 'eth'], 'eth')
     """
-    return _Coin("Moeda", {coin: coin for coin in coins})  # type: ignore[call-overload,no-any-return]
+    return _Coin("Moeda", {coin: coin for coin in coins})  # type: ignore[call-overload]
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -65,23 +65,27 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _csv_value(value: Any) -> Any:
+    """A CSV cell: empty for null, ``true``/``false`` as in the JSON (pandas reads them as
+    booleans), numbers as the JSON gives them."""
     if value is None:
         return ""
     if isinstance(value, bool):
-        return "sim" if value else "nao"
+        return "true" if value else "false"
     if isinstance(value, Enum):
         return value.value
     return value
 
 
 def csv_chunks(store: Store, presenter: Presenter, coin: str, start: float | None,
-               end: float | None, after_id: int, limit: int | None) -> Iterator[str]:
-    """The CSV export, in chunks of :data:`CSV_FLUSH_ROWS` rows (never the whole range)."""
+               end: float | None, after_id: int, limit: int | None,
+               **order: Any) -> Iterator[str]:
+    """The CSV export, in chunks of :data:`CSV_FLUSH_ROWS` rows (never the whole range);
+    ``order`` is passed to :meth:`Store.predictions` (``newest_first``, ``before_id``)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     rows = 0
-    for row in store.predictions(coin, start, end, after_id, limit):
+    for row in store.predictions(coin, start, end, after_id, limit, **order):
         p = presenter.prediction(row).model_dump()
         p["feita_em"] = p["feita_em"].isoformat()
         p["alvo_em"] = p["alvo_em"].isoformat()
@@ -105,8 +109,11 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
     Moeda = coin_enum(coins)
     zone = settings.zone
     router = APIRouter(dependencies=[Depends(reject_repeated_query)])
-    coin_path = Annotated[Moeda, Path(
-        description="Símbolo da moeda (veja /moedas); maiúsculas ou minúsculas")]
+    if TYPE_CHECKING:  # a type built at run time: the type checker sees its base
+        coin_path: TypeAlias = _Coin
+    else:
+        coin_path = Annotated[Moeda, Path(
+            description="Símbolo da moeda (veja /moedas); maiúsculas ou minúsculas")]
 
     def get(path: str, **kwargs: Any) -> Callable:
         """GET (documented) and HEAD (same handler, not in the schema)."""
@@ -179,9 +186,14 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
         expected = next_poll.timestamp() if next_poll is not None else now + poll
         wait = max(1, int(round(expected - now)))
         seen = learner.ticks_seen
+        motivo: Literal["sem_dados", "aquecendo"]
         if seen == 0:
             motivo = "sem_dados"
-            state = f"; fonte: {src.state} ({src.message})" if src is not None else ""
+            state = ""
+            if src is not None:
+                state = f"; fonte: {source_state_pt(src.state)}"
+                if src.message and src.message != src.state:
+                    state += f" ({src.message})"
             detail = f"{coin}: nenhum preço recebido ainda{state}"
         else:
             motivo = "aquecendo"
@@ -198,11 +210,14 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
     @get("/previsoes/{moeda}", response_model=s.PaginaPrevisoes, tags=["previsões"],
          summary="Histórico de previsões (filtros, páginas e CSV)",
          description="Previsões com o resultado quando já conhecido, da mais antiga para a mais "
-                     "nova. `inicio`/`fim` filtram pelo horário em que a previsão foi feita: "
-                     "AAAA-MM-DDTHH:MM, com ou sem fuso (sem fuso vale "
-                     f"{settings.timezone}). Páginas de até `limite` itens; siga "
-                     "`proxima_pagina` (ou passe `apos_id`). Com `exportar_csv=true` o "
-                     "histórico inteiro do filtro vem como arquivo CSV, enviado em partes.",
+                     "nova (`ordem=desc`: da mais nova para a mais antiga). `inicio`/`fim` "
+                     "filtram pelo horário em que a previsão foi feita: AAAA-MM-DDTHH:MM, com "
+                     f"ou sem fuso (sem fuso vale {settings.timezone}). Páginas de até "
+                     "`limite` itens; siga `proxima_pagina` (ou passe `apos_id`; com "
+                     "`ordem=desc`, `antes_id`). Com `exportar_csv=true` o histórico inteiro do "
+                     "filtro vem como arquivo CSV, enviado em partes, na mesma ordem; no CSV, "
+                     "vazio é null e os booleanos são true/false, como no JSON. Parâmetros "
+                     "desconhecidos são ignorados.",
          responses={**_errors(404, 422, 503),
                     200: {"description": "Página JSON, ou CSV com exportar_csv=true",
                           "content": {"text/csv": {"schema": {"type": "string"}}}}})
@@ -220,6 +235,12 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
             ge=0, le=MAX_ID, description="Só previsões com id maior (cursor da página)")] = 0,
         exportar_csv: Annotated[bool, Query(
             description="true: baixar como CSV em vez de JSON")] = False,
+        ordem: Annotated[s.Ordem, Query(
+            description="asc: da mais antiga para a mais nova (padrão); desc: da mais nova "
+                        "para a mais antiga")] = "asc",
+        antes_id: Annotated[int | None, Query(
+            ge=1, le=MAX_ID, description="Só previsões com id menor (cursor da página com "
+                                         "ordem=desc)")] = None,
     ) -> Any:
         state = request.app.state
         coin = moeda.value
@@ -227,27 +248,31 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
         end = _instant("fim", fim)
         if start is not None and end is not None and start > end:
             raise invalid("query", "fim", "deve ser igual ou posterior a inicio", fim)
+        order = {"newest_first": ordem == "desc", "before_id": antes_id}
         if exportar_csv:
             name = f"previsoes_{coin}"
             if start is not None or end is not None:
-                name += f"_{_file_time(start, presenter) or 'inicio'}_{_file_time(end, presenter) or 'fim'}"
+                name += (f"_{_file_time(start, presenter) or 'inicio'}"
+                         f"_{_file_time(end, presenter) or 'fim'}")
             return StreamingResponse(
-                csv_chunks(state.store, presenter, coin, start, end, apos_id, limite),
+                csv_chunks(state.store, presenter, coin, start, end, apos_id, limite, **order),
                 media_type="text/csv; charset=utf-8",
                 headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
         limit = limite or DEFAULT_LIMIT
-        items = [presenter.prediction(row)
-                 for row in state.store.predictions(coin, start, end, apos_id, limit)]
+        items = [presenter.prediction(row) for row in state.store.predictions(
+            coin, start, end, apos_id, limit, **order)]
         next_id = items[-1].id if len(items) == limit else None
         next_page = None
         if next_id is not None:
-            url = request.url.include_query_params(apos_id=next_id, limite=limit)
+            cursor = {"antes_id": next_id} if ordem == "desc" else {"apos_id": next_id}
+            url = request.url.include_query_params(**cursor, limite=limit)
             path = url.path.rsplit("/", 1)[0] + "/" + coin  # the coin as normalised
             next_page = f"{path}?{url.query}"
         return s.PaginaPrevisoes(
             moeda=coin, inicio=presenter.time(start), fim=presenter.time(end),
-            fuso_horario=settings.timezone, limite=limit, quantidade=len(items), itens=items,
-            proximo_apos_id=next_id, proxima_pagina=next_page)
+            fuso_horario=settings.timezone, ordem=ordem, limite=limit, quantidade=len(items),
+            itens=items, proximo_apos_id=next_id if ordem == "asc" else None,
+            proximo_antes_id=next_id if ordem == "desc" else None, proxima_pagina=next_page)
 
     def _instant(name: str, text: str | None) -> float | None:
         if text is None:

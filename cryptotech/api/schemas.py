@@ -16,23 +16,34 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+#: Significant digits a number keeps when presented: more than any price CoinGecko gives
+#: (BTC 104238.52, DOGE 0.1691234), fewer than float noise (104238.49999999993).
+SIGNIFICANT_DIGITS = 10
+
 
 def finite_or_none(value: float | None) -> float | None:
-    """``value`` if it is a finite number, else ``None``.
+    """``value`` if it is a finite number, rounded to :data:`SIGNIFICANT_DIGITS` significant
+    digits (not decimals: small coins keep theirs), else ``None``.
 
     >>> finite_or_none(1.5), finite_or_none(float("nan")), finite_or_none(float("inf"))
     (1.5, None, None)
+    >>> finite_or_none(104238.49999999993), finite_or_none(0.000012345678912345)
+    (104238.5, 1.234567891e-05)
     """
     if value is None or not math.isfinite(value):
         return None
-    return float(value)
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
-#: A number that is ``null`` when unknown or not finite.
+#: A number that is ``null`` when unknown or not finite, without float noise.
 Numero = Annotated[float | None, AfterValidator(finite_or_none)]
 
 EXEMPLO_FEITA = "2025-01-31T14:30:00-03:00"
 EXEMPLO_ALVO = "2025-01-31T15:30:00-03:00"
+
+SKILL = ("Habilidade contra a persistência ('o preço fica igual'): 1 - MAE/MAE da "
+         "persistência, uma fração. Acima de 0 errou menos que a persistência (0,012 = 1,2% "
+         "menos erro), abaixo de 0 errou mais; null sem resultados")
 
 
 class _Modelo(BaseModel):
@@ -124,16 +135,13 @@ class Contexto(_Modelo):
 
     resultados: int = Field(ge=0, description="Previsões já conferidas com o preço real "
                             "(na janela das métricas)", examples=[812])
-    skill_vs_persistencia: Numero = Field(
-        description="1 - MAE/MAE_persistência: > 0 melhor que 'o preço fica igual', "
-        "< 0 pior; null sem resultados", examples=[0.012]
-    )
-    mae: Numero = Field(description="Erro absoluto médio da previsão publicada",
-                        examples=[310.4])
-    mae_persistencia: Numero = Field(description="Erro absoluto médio de 'o preço fica igual'",
-                                     examples=[314.2])
-    cobertura: Numero = Field(description="Fração dos preços reais dentro do intervalo",
-                              examples=[0.893])
+    skill_vs_persistencia: Numero = Field(description=SKILL, examples=[0.012])
+    mae: Numero = Field(description="MAE (erro absoluto médio) da previsão publicada, em "
+                        "unidades de preço", examples=[310.4])
+    mae_persistencia: Numero = Field(description="MAE de 'o preço fica igual', em unidades "
+                                     "de preço", examples=[314.2])
+    cobertura: Numero = Field(description="Fração dos preços reais dentro do intervalo "
+                              "(0,893 = 89,3%)", examples=[0.893])
     nivel_intervalo: float = Field(description="Cobertura pretendida do intervalo",
                                    examples=[0.9])
     resumo: str = Field(examples=[
@@ -152,19 +160,29 @@ class PrevisaoAtual(Previsao):
     contexto: Contexto
 
 
+#: The order of ``/previsoes``: ``asc`` oldest first, ``desc`` newest first.
+Ordem = Literal["asc", "desc"]
+
+
 class PaginaPrevisoes(_Modelo):
-    """`/previsoes/{moeda}`: uma página do histórico, da mais antiga para a mais nova."""
+    """`/previsoes/{moeda}`: uma página do histórico, da mais antiga para a mais nova (ou da
+    mais nova para a mais antiga, com `ordem=desc`)."""
 
     moeda: str = Field(examples=["btc"])
     inicio: datetime | None = Field(examples=[EXEMPLO_FEITA])
     fim: datetime | None = Field(examples=[EXEMPLO_ALVO])
     fuso_horario: str = Field(examples=["America/Sao_Paulo"])
+    ordem: Ordem = Field(examples=["asc"])
     limite: int = Field(ge=1, examples=[1000])
     quantidade: int = Field(ge=0, examples=[2])
     itens: list[Previsao]
     proximo_apos_id: int | None = Field(
-        description="Passe como apos_id para a próxima página; null se esta é a última",
-        examples=[4822],
+        description="Passe como apos_id para a próxima página (ordem=asc); null se esta é a "
+        "última", examples=[4822],
+    )
+    proximo_antes_id: int | None = Field(
+        None, description="Passe como antes_id para a próxima página (ordem=desc); null se "
+        "esta é a última", examples=[None],
     )
     proxima_pagina: str | None = Field(
         description="URL relativa da próxima página; null se esta é a última",
@@ -176,20 +194,28 @@ class PaginaPrevisoes(_Modelo):
 
 
 class Metricas(_Modelo):
-    """Precisão de um previsor nos últimos resultados (janela móvel, em unidades de preço)."""
+    """Precisão de um previsor nos últimos resultados (janela móvel). Erros em unidades de
+    preço da moeda de cotação; taxas como frações (0,9 = 90%)."""
 
-    resultados: int = Field(ge=0, examples=[812])
-    mae: Numero = Field(description="Erro absoluto médio", examples=[310.4])
-    rmse: Numero = Field(description="Raiz do erro quadrático médio", examples=[455.0])
-    mape: Numero = Field(description="Erro percentual absoluto médio, em %", examples=[0.3])
-    r2: Numero = Field(description="Coeficiente de determinação", examples=[0.998])
-    skill_vs_persistencia: Numero = Field(description="1 - MAE/MAE_persistência",
-                                          examples=[0.012])
-    acerto_direcao: Numero = Field(description="Fração de acertos da direção (sobe/desce)",
-                                   examples=[0.51])
-    cobertura: Numero = Field(description="Fração dos preços reais dentro do intervalo",
-                              examples=[0.893])
-    largura_media_bps: Numero = Field(description="Largura média do intervalo, em pontos-base",
+    resultados: int = Field(ge=0, description="Previsões conferidas com o preço real na janela",
+                            examples=[812])
+    mae: Numero = Field(description="MAE, erro absoluto médio: a distância média entre a "
+                        "previsão e o preço real, em unidades de preço (ex.: USD)",
+                        examples=[310.4])
+    rmse: Numero = Field(description="RMSE, raiz do erro quadrático médio, em unidades de "
+                         "preço; pesa mais os erros grandes que o MAE", examples=[455.0])
+    mape: Numero = Field(description="MAPE, erro percentual absoluto médio, como fração do "
+                         "preço real (0,003 = 0,3%)", examples=[0.003])
+    r2: Numero = Field(description="R², coeficiente de determinação: 1 é perfeito, 0 é tão "
+                       "bom quanto prever a média, negativo é pior (sem unidade)",
+                       examples=[0.998])
+    skill_vs_persistencia: Numero = Field(description=SKILL, examples=[0.012])
+    acerto_direcao: Numero = Field(description="Fração das vezes em que a direção (sobe/desce) "
+                                   "foi acertada (0,51 = 51%)", examples=[0.51])
+    cobertura: Numero = Field(description="Fração dos preços reais que caíram dentro do "
+                              "intervalo (meta: nivel_intervalo)", examples=[0.893])
+    largura_media_bps: Numero = Field(description="Largura média do intervalo em pontos-base, "
+                                      "relativa ao preço (bps: 100 bps = 1%)",
                                       examples=[171.2])
 
 
@@ -205,8 +231,11 @@ class MetricasMoeda(_Modelo):
     publicado: Metricas
     persistencia: Metricas
     candidatos: dict[str, Metricas] = Field(description="Cada modelo candidato, pelo nome")
-    explicacao: str = Field(examples=[
-        "skill_vs_persistencia > 0: errou menos que 'o preço fica igual'. Um modelo só é "
+    explicacao: str | None = Field(None, description="O que cada métrica quer dizer, em "
+                                   "português simples (só em GET /metricas: os eventos SSE "
+                                   "não repetem este texto)", examples=[
+        "skill_vs_persistencia (habilidade contra a persistência) = 1 - MAE/MAE da "
+        "persistência: acima de 0 errou menos que 'o preço fica igual'. Um modelo só é "
         "publicado quando erra menos que a persistência."
     ])
 
@@ -232,16 +261,20 @@ class Moedas(_Modelo):
 class FonteStatus(_Modelo):
     """Saúde da fonte de preços."""
 
-    tipo: str = Field(examples=["rest"])
-    estado: str = Field(description="starting, live, stale, unreachable, rate_limited, "
-                        "auth_error ou budget_exhausted", examples=["live"])
-    mensagem: str = Field(examples=["prices arrive"])
+    tipo: str = Field(description="Tipo da fonte (código)", examples=["rest"])
+    estado: str = Field(description="Código do estado: starting (iniciando), live (ao vivo), "
+                        "stale (sem preços novos), unreachable (inacessível), rate_limited "
+                        "(limite de consultas), auth_error (chave recusada) ou "
+                        "budget_exhausted (créditos do mês esgotados)", examples=["live"])
+    mensagem: str = Field(description="O estado da fonte em uma frase",
+                          examples=["preços chegando"])
     ultimo_sucesso_em: datetime | None = Field(examples=[EXEMPLO_FEITA])
     ultimo_preco_em: dict[str, datetime | None] = Field(examples=[{"btc": EXEMPLO_FEITA}])
     consultas: int = Field(ge=0, examples=[1440])
     erros: int = Field(ge=0, examples=[2])
-    rejeitados: dict[str, int] = Field(description="Valores inválidos recusados, por motivo",
-                                       examples=[{"nan": 1}])
+    rejeitados: dict[str, int] = Field(description="Valores inválidos recusados, por motivo "
+                                       "(nao_e_numero, salto_absurdo, horario_invalido, ...)",
+                                       examples=[{"nao_e_numero": 1}])
     duplicados: int = Field(ge=0, examples=[700])
     creditos_usados_mes: int = Field(ge=0, examples=[1440])
     orcamento_creditos: int = Field(ge=0, description="0 = sem orçamento", examples=[10000])
@@ -256,8 +289,10 @@ class MoedaStatus(_Modelo):
     precos_vistos: int = Field(ge=0, examples=[8640])
     rotulos_pendentes: int = Field(ge=0, description="Previsões esperando o preço real",
                                    examples=[12])
-    ignorados: dict[str, int] = Field(examples=[{"duplicate": 3}])
-    recuperacao: str | None = Field(examples=["checkpoint 12, replayed 3 stored ticks"])
+    ignorados: dict[str, int] = Field(description="Preços não aprendidos, por motivo "
+                                      "(duplicado, aquecendo, fora_de_ordem, ...)",
+                                      examples=[{"duplicado": 3, "aquecendo": 1}])
+    recuperacao: str | None = Field(examples=["checkpoint 12, 3 preços guardados reaplicados"])
 
 
 class Banco(_Modelo):
@@ -286,7 +321,8 @@ class Status(_Modelo):
     fonte: FonteStatus | None = Field(description="null quando o motor roda sem fonte")
     moedas: dict[str, MoedaStatus]
     ticks_processados: int = Field(ge=0, examples=[51840])
-    ignorados: dict[str, int] = Field(examples=[{"unknown_coin": 0, "already_stored": 0}])
+    ignorados: dict[str, int] = Field(description="Preços ignorados pelo motor, por motivo",
+                                      examples=[{"moeda_desconhecida": 0, "ja_guardado": 0}])
     erros_banco: int = Field(ge=0, examples=[0])
     assinantes: int = Field(ge=0, description="Conexões abertas em /stream", examples=[3])
     assinantes_max: int = Field(ge=1, examples=[1000])
@@ -321,8 +357,9 @@ class StatusResumo(_Modelo):
     """Evento SSE `status`: pulsação curta (a completa é `GET /status`)."""
 
     agora: datetime = Field(examples=[EXEMPLO_FEITA])
-    fonte: str | None = Field(description="Estado da fonte", examples=["live"])
-    mensagem: str | None = Field(examples=["prices arrive"])
+    fonte: str | None = Field(description="Código do estado da fonte (veja FonteStatus)",
+                              examples=["live"])
+    mensagem: str | None = Field(examples=["preços chegando"])
     ultimo_preco_em: dict[str, datetime | None] = Field(examples=[{"btc": EXEMPLO_FEITA}])
     modelo_em_uso: dict[str, str] = Field(examples=[{"btc": "persistence"}])
     ticks_processados: int = Field(ge=0, examples=[51840])

@@ -153,7 +153,7 @@ async def _snapshot(ctx: _Stream, coins: list[str]) -> dict[str, Any]:
             "previsao": None if row is None else ctx.presenter.current(row, metrics).model_dump(
                 mode="json"),
             "metricas": ctx.presenter.metrics(coin, learner.model_in_use, metrics).model_dump(
-                mode="json"),
+                mode="json", exclude={"explicacao"}),
         }
     return state
 
@@ -195,9 +195,10 @@ async def events(ctx: _Stream, all_coins: list[str]) -> AsyncIterator[bytes | Se
             newest = max((await anyio.to_thread.run_sync(ctx.store.event_id_range))[1],
                          ctx.hub.last_id)
             if floor <= ctx.last_id <= newest:
-                cursor = ctx.last_id
-                async for wire, cursor in _replay(ctx, cursor):
+                async for wire, sent_id in _replay(ctx, ctx.last_id):
                     yield wire
+                    cursor = sent_id
+                cursor = max(cursor, ctx.last_id)
             else:
                 coins = sorted(ctx.coins) if ctx.coins else all_coins
                 yield await _reset(ctx, floor, newest, coins)
