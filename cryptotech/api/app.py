@@ -1,7 +1,8 @@
 """The app factory: one FastAPI app whose lifespan runs the engine.
 
 ``create_app(settings, source)`` builds the app: the REST routes (:mod:`.routes`), the SSE
-stream (:mod:`.stream`), the Portuguese error handlers (:mod:`.errors`) and, when
+stream (:mod:`.stream`), the Portuguese error handlers (:mod:`.errors`), the docs without
+CDN, gzip and cache headers (:mod:`.delivery`) and, when
 ``api.cors_origins`` lists any, a CORS allow-list for GET/HEAD. Its lifespan opens the
 store, builds the hub and the engine, starts the engine, publishes a ``status`` event every
 ``status_every`` seconds and watches for shutdown. On shutdown every SSE stream gets an
@@ -31,7 +32,7 @@ from fastapi import FastAPI
 from sse_starlette.sse import AppStatus
 
 from cryptotech import __version__
-from cryptotech.api import errors, routes, stream
+from cryptotech.api import delivery, errors, routes, stream
 from cryptotech.api.cache import ForecastCache
 from cryptotech.api.present import Presenter
 from cryptotech.config import Settings
@@ -105,8 +106,11 @@ def create_app(settings: Settings, source: PriceSource | None = None, *,
             {"name": "serviço", "description": "Status e moedas configuradas"},
         ],
         swagger_ui_parameters={"defaultModelsExpandDepth": 0, "tryItOutEnabled": True},
+        docs_url=None, redoc_url=None,  # served from this server: delivery.install_docs
     )
     errors.install(app, coins)
+    delivery.install_docs(app)
+    delivery.install_delivery(app)
     if settings.api.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
