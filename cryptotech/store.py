@@ -11,12 +11,19 @@ Tables (documented for users in the README):
 * ``ticks(id, coin, ts, price, market_cap, volume_24h, change_24h)``, unique ``(coin, ts)``;
 * ``events(id, kind, coin, ts, data)``: every stored SSE event (``tick``, ``previsao``,
   ``resultado``), ``id`` only grows and is the SSE event id;
-* ``predictions(id, coin, made_at, target_at, price, forecast, lower, upper, model, tick_id)``:
-  ``id`` is the id of its ``previsao`` event;
+* ``predictions(id, coin, made_at, target_at, price, forecast, lower, upper, model, tick_id,
+  horizon, q05, q10, q25, q50, q75, q90, q95, p_up, vol)``: ``id`` is the id of its ``previsao``
+  event; one row per coin, horizon (label such as ``"1h"``) and ``made_at``;
 * ``outcomes(prediction_id, actual, error, covered, settled_at, event_id)``;
 * ``pending_labels``: a view of the predictions whose target time is still ahead;
 * ``checkpoints(id, coin, created_at, last_tick_id, river_version, python_version, size, blob)``;
+* ``kv(key, value)``: small values kept across restarts (e.g. the CoinGecko credits used
+  this month);
 * ``schema_version(version)``.
+
+Every error of the database (``sqlite3``) and of serialising a payload (``json``: a NaN, a
+value that is not JSON, a number SQLite cannot hold) becomes a :class:`StoreError` at one
+boundary, :func:`store_errors`, used by :meth:`Store.transaction` and :meth:`Store.reading`.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +42,7 @@ from typing import Any
 from cryptotech.domain import Outcome, Prediction, Tick, from_epoch
 from cryptotech.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -94,7 +101,32 @@ MIGRATIONS: dict[int, str] = {
         WHERE NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.prediction_id = p.id)
           AND p.target_at > (SELECT MAX(t.ts) FROM ticks t WHERE t.coin = p.coin);
     """,
+    # several horizons per coin and the forecast distribution (PROB-INTERFACE); rows from
+    # before it are one-horizon forecasts of the then default horizon, "1h"
+    2: """
+    ALTER TABLE predictions ADD COLUMN horizon TEXT NOT NULL DEFAULT '1h';
+    ALTER TABLE predictions ADD COLUMN q05 REAL;
+    ALTER TABLE predictions ADD COLUMN q10 REAL;
+    ALTER TABLE predictions ADD COLUMN q25 REAL;
+    ALTER TABLE predictions ADD COLUMN q50 REAL;
+    ALTER TABLE predictions ADD COLUMN q75 REAL;
+    ALTER TABLE predictions ADD COLUMN q90 REAL;
+    ALTER TABLE predictions ADD COLUMN q95 REAL;
+    ALTER TABLE predictions ADD COLUMN p_up REAL;
+    ALTER TABLE predictions ADD COLUMN vol REAL;
+    CREATE INDEX predictions_coin_horizon_made_at ON predictions (coin, horizon, made_at);
+    """,
+    # engine state kept across restarts (e.g. the month's CoinGecko credits)
+    3: """
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 }
+
+QUANTILE_COLUMNS = ("q05", "q10", "q25", "q50", "q75", "q90", "q95")
+"""The ``predictions`` columns of the quantiles at :data:`~cryptotech.domain.QUANTILE_LEVELS`."""
 
 KEEP_CHECKPOINTS = 3
 
@@ -121,6 +153,35 @@ class Checkpoint:
     blob: bytes
 
 
+#: What the store turns into :class:`StoreError`: the database's errors and those of
+#: serialising a payload (``json.dumps`` raises ValueError on NaN and TypeError on a value
+#: it cannot encode; binding an int too large for SQLite raises OverflowError).
+MAPPED_ERRORS = (sqlite3.Error, ValueError, TypeError, OverflowError)
+
+
+@contextmanager
+def store_errors(path: Path, doing: str = "") -> Iterator[None]:
+    """Convert every database or serialisation error raised inside into a :class:`StoreError`.
+
+    The one place where third-party errors become the store's own (httpx's
+    ``map_exceptions``). Errors that are already a ``StoreError`` pass unchanged.
+
+    >>> import json
+    >>> with store_errors(Path("a.db")):
+    ...     json.dumps({"price": float("nan")}, allow_nan=False)
+    Traceback (most recent call last):
+    ...
+    cryptotech.errors.StoreError: database a.db: ValueError: Out of range float values are not JSON compliant
+    """
+    try:
+        yield
+    except StoreError:
+        raise
+    except MAPPED_ERRORS as exc:
+        what = f"{doing} " if doing else ""
+        raise StoreError(f"{what}database {path}: {type(exc).__name__}: {exc}") from exc
+
+
 def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     try:
         if readonly:
@@ -136,6 +197,13 @@ def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
         raise StoreError(f"cannot open database {path}: {exc}") from None
 
 
+def _rowid(cur: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just added."""
+    if cur.lastrowid is None:
+        raise StoreError("the database returned no id for an inserted row")
+    return cur.lastrowid
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
@@ -145,16 +213,26 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
     return {
         "coin": p.coin, "made_at": p.made_at.timestamp(), "target_at": p.target_at.timestamp(),
         "price": p.price, "forecast": p.forecast, "lower": p.lower, "upper": p.upper,
-        "model": p.model,
+        "model": p.model, "horizon": p.horizon, "quantiles": [_finite(q) for q in p.quantiles],
+        "p_up": _finite(p.p_up), "vol": _finite(p.vol),
+        "p_move": [[x, _finite(prob)] for x, prob in p.p_move],
     }
+
+
+def _quantile_values(p: Prediction) -> tuple[float | None, ...]:
+    if len(p.quantiles) == len(QUANTILE_COLUMNS):
+        return tuple(_finite(q) for q in p.quantiles)
+    return (None,) * len(QUANTILE_COLUMNS)
 
 
 class Store:
     """The SQLite database of one engine. Thread-safe: writes are serialised by a lock."""
 
-    def __init__(self, path: Path | str, readonly: bool = False):
+    def __init__(self, path: Path | str, readonly: bool = False,
+                 default_horizon: str = "1h"):
         self.path = Path(path)
         self.readonly = readonly
+        self.default_horizon = default_horizon
         if not readonly:
             if not self.path.parent.exists():
                 raise StoreError(
@@ -170,6 +248,9 @@ class Store:
                 self._conn.execute("PRAGMA synchronous = NORMAL")
                 self._migrate()
                 self._probe_write()
+            except StoreError:
+                self._conn.close()
+                raise
             except sqlite3.Error as exc:
                 self._conn.close()
                 raise StoreError(f"cannot use database {self.path}: {exc}") from None
@@ -215,39 +296,44 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on any error)."""
-        with self._lock:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on any error); database and
+        serialisation errors inside become :class:`StoreError` (:func:`store_errors`)."""
+        with self._lock, store_errors(self.path):
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StoreError(f"database {self.path}: {exc}") from None
             except BaseException:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
-        """A short-lived read-only connection (safe to use from any thread)."""
+        """A short-lived read-only connection (safe to use from any thread); errors inside
+        become :class:`StoreError` (:func:`store_errors`)."""
         conn = _connect(self.path, readonly=True)
         try:
-            yield conn
-        except sqlite3.Error as exc:
-            raise StoreError(f"database {self.path}: {exc}") from None
+            with store_errors(self.path):
+                yield conn
         finally:
             conn.close()
 
+    @contextmanager
+    def _writer(self) -> Iterator[sqlite3.Connection]:
+        """The writer connection outside a transaction (a read of the engine's own state)."""
+        with self._lock, store_errors(self.path):
+            yield self._conn
+
     # -- writing -------------------------------------------------------------------------
 
-    def commit_tick(self, tick: Tick, prediction: Prediction | None,
+    def commit_tick(self, tick: Tick, predictions: Sequence[Prediction],
                     outcomes: Sequence[Outcome], extra_events: Sequence[tuple[str, dict]] = ()
                     ) -> tuple[int, list[StoredEvent]] | None:
-        """Store a tick and everything it caused in one transaction.
+        """Store a tick and everything it caused in one transaction: its forecasts (one per
+        horizon), the outcomes it settled and any extra events.
 
         Returns the tick id and the stored events in id order, or ``None`` when the tick is
         already stored (same coin and timestamp): it is then a duplicate and nothing changes.
@@ -263,13 +349,13 @@ class Store:
             )
             if cur.rowcount == 0:
                 return None
-            tick_id = cur.lastrowid
+            tick_id = _rowid(cur)
 
             def event(kind: str, coin: str | None, data: dict) -> int:
                 c = tx.execute("INSERT INTO events (kind, coin, ts, data) VALUES (?, ?, ?, ?)",
                                (kind, coin, now, json.dumps(data, allow_nan=False)))
-                events.append(StoredEvent(c.lastrowid, kind, coin, data))
-                return c.lastrowid
+                events.append(StoredEvent(_rowid(c), kind, coin, data))
+                return _rowid(c)
 
             event("tick", tick.coin, {"coin": tick.coin, "ts": tick.epoch, "price": tick.price,
                                       "market_cap": _finite(tick.market_cap),
@@ -277,8 +363,9 @@ class Store:
                                       "change_24h": _finite(tick.change_24h)})
             for outcome in outcomes:
                 p = outcome.prediction
-                row = tx.execute("SELECT id FROM predictions WHERE coin = ? AND made_at = ?",
-                                 (p.coin, p.made_at.timestamp())).fetchone()
+                row = tx.execute("SELECT id FROM predictions WHERE coin = ? AND horizon = ?"
+                                 " AND made_at = ?",
+                                 (p.coin, p.horizon, p.made_at.timestamp())).fetchone()
                 if row is None:  # its prediction predates the retained history
                     continue
                 data = prediction_json(p) | {"prediction_id": row[0], "actual": outcome.actual,
@@ -288,14 +375,15 @@ class Store:
                            " settled_at, event_id) VALUES (?, ?, ?, ?, ?, ?)",
                            (row[0], outcome.actual, outcome.error, int(outcome.covered),
                             tick.epoch, eid))
-            if prediction is not None:
-                pid = event("previsao", prediction.coin, prediction_json(prediction))
-                p = prediction
+            for p in predictions:
+                pid = event("previsao", p.coin, prediction_json(p))
                 tx.execute("INSERT INTO predictions (id, coin, made_at, target_at, price,"
-                           " forecast, lower, upper, model, tick_id)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " forecast, lower, upper, model, tick_id, horizon, q05, q10, q25, q50,"
+                           " q75, q90, q95, p_up, vol)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (pid, p.coin, p.made_at.timestamp(), p.target_at.timestamp(),
-                            p.price, p.forecast, p.lower, p.upper, p.model, tick_id))
+                            p.price, p.forecast, p.lower, p.upper, p.model, tick_id, p.horizon,
+                            *_quantile_values(p), _finite(p.p_up), _finite(p.vol)))
             for kind, data in extra_events:
                 event(kind, tick.coin, data)
         return tick_id, events
@@ -311,7 +399,7 @@ class Store:
             )
             tx.execute("DELETE FROM checkpoints WHERE coin = ? AND id NOT IN (SELECT id FROM"
                        " checkpoints WHERE coin = ? ORDER BY id DESC LIMIT ?)", (coin, coin, keep))
-            return cur.lastrowid
+            return _rowid(cur)
 
     def prune(self, before_ts: float) -> int:
         """Delete raw ticks (and their stored events) older than ``before_ts``.
@@ -340,8 +428,8 @@ class Store:
 
     def checkpoints(self, coin: str) -> list[Checkpoint]:
         """Checkpoints of ``coin``, newest first."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._writer() as conn:
+            rows = conn.execute(
                 "SELECT id, coin, created_at, last_tick_id, river_version, python_version, size,"
                 " blob FROM checkpoints WHERE coin = ? ORDER BY id DESC", (coin,)).fetchall()
         return [Checkpoint(*row) for row in rows]
@@ -366,24 +454,32 @@ class Store:
             return {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
                     for table in ("ticks", "predictions", "outcomes", "events", "checkpoints")}
 
-    def latest_prediction(self, coin: str) -> dict[str, Any] | None:
+    def _horizon(self, horizon: str | None) -> str:
+        """``horizon``, or the first configured one (the caller's; else "1h", the old default)."""
+        return horizon if horizon is not None else self.default_horizon
+
+    def latest_prediction(self, coin: str, horizon: str | None = None) -> dict[str, Any] | None:
+        """The newest prediction of ``coin`` at ``horizon`` (``None``: the first configured)."""
         with self.reading() as conn:
             conn.row_factory = sqlite3.Row
-            row = conn.execute("SELECT * FROM predictions WHERE coin = ? ORDER BY id DESC"
-                               " LIMIT 1", (coin,)).fetchone()
+            row = conn.execute("SELECT * FROM predictions WHERE coin = ? AND horizon = ?"
+                               " ORDER BY id DESC LIMIT 1",
+                               (coin, self._horizon(horizon))).fetchone()
             return dict(row) if row else None
 
     def predictions(self, coin: str, start: float | None = None, end: float | None = None,
-                    after_id: int = 0, limit: int | None = None, *,
-                    before_id: int | None = None,
+                    after_id: int = 0, limit: int | None = None, horizon: str | None = None,
+                    *, before_id: int | None = None,
                     newest_first: bool = False) -> Iterator[dict[str, Any]]:
-        """Predictions of ``coin`` (made_at in [start, end], id in (after_id, before_id))
-        with their outcome if settled, in id order (newest first if asked), row by row."""
+        """Predictions of ``coin`` at ``horizon`` (``None``: the first configured; made_at in
+        [start, end], id in (after_id, before_id)) with their outcome if settled, in id order
+        (newest first if asked), streamed row by row."""
         sql = ("SELECT p.id, p.coin, p.made_at, p.target_at, p.price, p.forecast, p.lower,"
-               " p.upper, p.model, o.actual, o.error, o.covered FROM predictions p"
+               " p.upper, p.model, p.horizon, p.q05, p.q10, p.q25, p.q50, p.q75, p.q90, p.q95,"
+               " p.p_up, p.vol, o.actual, o.error, o.covered FROM predictions p"
                " LEFT JOIN outcomes o ON o.prediction_id = p.id"
-               " WHERE p.coin = ? AND p.id > ?")
-        args: list[Any] = [coin, after_id]
+               " WHERE p.coin = ? AND p.horizon = ? AND p.id > ?")
+        args: list[Any] = [coin, self._horizon(horizon), after_id]
         if start is not None:
             sql += " AND p.made_at >= ?"
             args.append(start)
@@ -405,13 +501,14 @@ class Store:
     def events_after(self, event_id: int, coins: set[str] | None = None,
                      limit: int = 10_000) -> list[StoredEvent]:
         """Stored events with an id above ``event_id`` (optionally of some coins), in order."""
-        sql, args = "SELECT id, kind, coin, data FROM events WHERE id > ?", [event_id]
+        sql = "SELECT id, kind, coin, data FROM events WHERE id > ?"
+        args: list[Any] = [event_id]
         if coins is not None:
             sql += f" AND (coin IS NULL OR coin IN ({', '.join('?' * len(coins))}))"
             args += sorted(coins)
         with self.reading() as conn:
             rows = conn.execute(sql + " ORDER BY id LIMIT ?", [*args, limit]).fetchall()
-        return [StoredEvent(i, k, c, json.loads(d)) for i, k, c, d in rows]
+            return [StoredEvent(i, k, c, json.loads(d)) for i, k, c, d in rows]
 
     def event_id_range(self) -> tuple[int, int]:
         """(oldest, newest) stored event id; (0, 0) when there is none."""
@@ -447,5 +544,19 @@ class Store:
         return rows
 
     def integrity_check(self) -> str:
-        with self._lock:
-            return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+        with self._writer() as conn:
+            return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- small values kept across restarts ---------------------------------------------------
+
+    def get_value(self, key: str) -> str | None:
+        """The value stored under ``key`` in ``kv``, or None."""
+        with self._writer() as conn:
+            row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_value(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key`` (replacing any previous one)."""
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                       " SET value = excluded.value", (key, value))

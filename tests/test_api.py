@@ -94,7 +94,7 @@ def test_prever_gives_the_latest_forecast_with_honest_context(api):
     assert p["horizonte"] == "1h" and p["horizonte_segundos"] == 3600
     assert p["nivel_intervalo"] == 0.9 and p["moeda_cotacao"] == "usd"
     assert p["situacao"] == "pendente" and p["preco_real"] is None
-    metrics = api.call(lambda: api.state.engine.learners["btc"].metrics())
+    metrics = api.call(lambda: api.state.engine.learners["btc"].horizon_metrics())
     ctx = p["contexto"]
     assert ctx["resultados"] == metrics["published"]["n"] > 0
     assert ctx["cobertura"] == pytest.approx(metrics["published"]["coverage"])
@@ -312,9 +312,9 @@ def test_csv_chunks_are_lazy(api, monkeypatch):
 
 def test_metricas_beside_persistence(api):
     body = api.client.get("/metricas/eth").json()
-    learner_metrics = api.call(lambda: api.state.engine.learners["eth"].metrics())
+    learner_metrics = api.call(lambda: api.state.engine.learners["eth"].horizon_metrics())
     assert body["moeda"] == "eth" and body["modelo_em_uso"] == "persistence"
-    assert set(body["candidatos"]) == {"bayes_linear"}
+    assert set(body["candidatos"]) == {"bayes_linear", "ewma"}
     assert body["publicado"]["resultados"] == learner_metrics["published"]["n"] > 0
     assert body["persistencia"]["mae"] == pytest.approx(learner_metrics["persistence"]["mae"])
     assert body["candidatos"]["bayes_linear"]["skill_vs_persistencia"] == pytest.approx(
@@ -360,7 +360,7 @@ def test_docs_redoc_and_a_coin_dropdown(api):
     responses = schema["paths"]["/prever/{moeda}"]["get"]["responses"]
     assert set(responses) == {"200", "404", "422", "503"}
     assert "text/csv" in schema["paths"]["/previsoes/{moeda}"]["get"]["responses"]["200"]["content"]
-    assert set(schema["paths"]) == {"/", "/status", "/moedas", "/prever/{moeda}",
+    assert set(schema["paths"]) == {"/", "/status", "/saude", "/moedas", "/prever/{moeda}",
                                     "/previsoes/{moeda}", "/metricas/{moeda}", "/stream"}
     assert all(set(ops) == {"get"} for ops in schema["paths"].values())
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import socket
 
 import pytest
+from conftest import VirtualClock
 
 from cryptotech.errors import ConfigError
 from cryptotech.sources import PriceSource, live_source
+from cryptotech.sources.base import Backoff
 from cryptotech.sources.coingecko_ws import CoinGeckoStreamSource
 from cryptotech.testing.fake_coingecko import FakeCoinGecko, FakeCoinGeckoStream, load_history
 from cryptotech.testing.helpers import settings_for, take
@@ -105,7 +108,9 @@ def test_reconnects_after_a_disconnect_mid_stream_without_duplicates(rest, caplo
     caplog.set_level(logging.INFO)
     with FakeCoinGeckoStream(api_key=KEY, interval=0.01) as stream:
         stream.drop_after(5)  # the TCP connection is cut, no close frame
-        source = CoinGeckoStreamSource(ws_settings(rest, stream))
+        clock = VirtualClock()
+        source = CoinGeckoStreamSource(ws_settings(rest, stream), rng=random.Random(4),
+                                       **clock.source_options())
         ticks = asyncio.run(take(source.stream(), 12))
     assert [c.status for c in stream.connections] == [101, 101]
     keys = [(t.coin, t.ts) for t in ticks]
@@ -114,6 +119,7 @@ def test_reconnects_after_a_disconnect_mid_stream_without_duplicates(rest, caplo
         stamps = [t.ts for t in ticks if t.coin == coin]
         assert stamps == sorted(stamps)
     assert source.status.errors == 1 and source.status.state == "live"
+    assert clock.waits == [Backoff(base=0.05, cap=60, rng=random.Random(4)).next()]
     assert not source.fell_back and rest.requests == []
     lines = source_lines(caplog)
     assert sum(": unreachable (" in line for line in lines) == 1
@@ -124,10 +130,15 @@ def test_falls_back_to_rest_after_repeated_failures_and_says_so(rest, caplog):
     caplog.set_level(logging.INFO)
     with FakeCoinGeckoStream(api_key=KEY) as stream:
         stream.refuse_next(3, status=503)
-        source = CoinGeckoStreamSource(ws_settings(rest, stream), max_failures=3)
+        clock = VirtualClock()
+        source = CoinGeckoStreamSource(ws_settings(rest, stream), max_failures=3,
+                                       rng=random.Random(4), **clock.source_options())
         ticks = asyncio.run(take(source.stream(), 4, timeout=10))
     assert [c.status for c in stream.connections] == [503, 503, 503]
     assert source.fell_back
+    backoff = Backoff(base=0.05, cap=60, rng=random.Random(4))
+    # two reconnects with backoff, then one REST poll interval (0.05 s) between the two polls
+    assert clock.waits == pytest.approx([backoff.next(), backoff.next(), 0.05])
     assert source.status.source == "coingecko-rest (fallback from websocket)"
     calls = rest.requests_to("simple/price")
     assert len(calls) == 2 and calls[0].headers["x-cg-pro-api-key"] == KEY

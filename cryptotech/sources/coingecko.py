@@ -31,7 +31,7 @@ import json
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -125,9 +125,12 @@ def next_month(now: datetime) -> datetime:
 
 
 class CreditBudget:
-    """Monthly call credits (1 per call) that are never exceeded, spread over the month.
+    """Monthly call credits (1 per answered call) never exceeded, spread over the month.
 
     ``monthly == 0`` means no budget (calls are still counted). Months are UTC calendar months.
+    Only calls that got an HTTP answer spend a credit (CoinGecko bills those; a DNS or
+    connection failure never reached it). ``on_spend`` (if set) is called after each spend,
+    so the count can be kept across restarts (:meth:`dump`, :meth:`restore`).
 
     >>> now = datetime(2025, 6, 30, 23, 0, tzinfo=timezone.utc)
     >>> budget = CreditBudget(monthly=4, used=2, now=now)
@@ -135,6 +138,8 @@ class CreditBudget:
     (2, 1800.0)
     >>> budget.spend(now); budget.spend(now); budget.remaining(now), budget.spacing(now)
     (0, 3600.0)
+    >>> budget.dump()
+    '{"month": "2025-06", "used": 4}'
     >>> budget.remaining(datetime(2025, 7, 1, tzinfo=timezone.utc))   # a new month
     4
     """
@@ -143,6 +148,7 @@ class CreditBudget:
         self.monthly = monthly
         self.used = used
         self._month = self._key(now or datetime.now(UTC))
+        self.on_spend: Callable[[], None] | None = None
 
     @staticmethod
     def _key(now: datetime) -> tuple[int, int]:
@@ -162,6 +168,33 @@ class CreditBudget:
     def spend(self, now: datetime, credits: int = 1) -> None:
         self._roll(now)
         self.used += credits
+        if self.on_spend is not None:
+            self.on_spend()
+
+    def dump(self) -> str:
+        """This month's count as stored text (JSON ``{"month": "YYYY-MM", "used": n}``)."""
+        year, month = self._month
+        return json.dumps({"month": f"{year:04d}-{month:02d}", "used": self.used})
+
+    def restore(self, text: str | None) -> None:
+        """Take the count from :meth:`dump`'s text if it is of the current month (else keep
+        this one: a new month starts from 0). Unreadable text is ignored.
+
+        >>> now = datetime(2025, 6, 30, 23, 0, tzinfo=timezone.utc)
+        >>> budget = CreditBudget(monthly=0, now=now)
+        >>> budget.restore('{"month": "2025-06", "used": 7}'); budget.used
+        7
+        >>> budget.restore('{"month": "2025-05", "used": 9}'); budget.used
+        7
+        """
+        try:
+            saved = json.loads(text) if text else None
+            month, used = saved["month"], int(saved["used"])
+        except (ValueError, TypeError, KeyError):
+            return
+        year, mon = self._month
+        if month == f"{year:04d}-{mon:02d}" and used >= 0:
+            self.used = max(self.used, used)
 
     def spacing(self, now: datetime) -> float:
         """Smallest wait between calls that lasts the budget to the month's end.
@@ -218,10 +251,12 @@ def parse_simple_price(
     if not isinstance(data, dict):
         raise MalformedResponse("the body is not a JSON object")
     ticks = []
+    missing = {}
     for symbol, coin_id in coins.items():
         entry = data.get(coin_id)
         if entry is None:
             validator.reject("missing_coin")
+            missing[symbol] = f"sem dados na fonte: o CoinGecko não devolve o id {coin_id!r}"
             continue
         if not isinstance(entry, dict):
             validator.reject("malformed")
@@ -236,6 +271,7 @@ def parse_simple_price(
         )
         if tick is not None:
             ticks.append(tick)
+    validator.status.note_no_data(missing, present=set(coins) - set(missing))
     return ticks
 
 
@@ -296,6 +332,9 @@ class CoinGeckoRestSource:
         Random generator for the backoff jitter (seed it in tests).
     now
         Wall clock (aware UTC datetime) for the credit budget and ``Retry-After`` dates.
+    monotonic, sleep
+        The clock that times the waits between polls and the coroutine that waits
+        (``time.monotonic`` and ``asyncio.sleep``; tests pass a virtual clock).
     credits_used_month
         Credits already spent this month (e.g. remembered by the store across restarts).
     auth_retry_after
@@ -314,6 +353,8 @@ class CoinGeckoRestSource:
         validator: TickValidator | None = None,
         rng: random.Random | None = None,
         now: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         credits_used_month: int = 0,
         auth_retry_after: float = 600.0,
         max_wait: float = 3600.0,
@@ -345,6 +386,8 @@ class CoinGeckoRestSource:
             key = ""
         self._key = key
         self.now = now or (lambda: datetime.now(UTC))
+        self.monotonic = monotonic
+        self.sleep = sleep
         self.status = status if status is not None else SourceStatus(source="coingecko-rest")
         self.validator = validator if validator is not None else TickValidator(self.status)
         self.backoff = Backoff(base=self.interval, cap=max(self.interval, max_wait), rng=rng)
@@ -382,14 +425,20 @@ class CoinGeckoRestSource:
         return {h: Omit() for plan, h in KEY_HEADERS.items() if plan != self.plan}
 
     async def _fetch(self, call: Callable[[], Awaitable[Any]]) -> bytes:
-        """The body of a 200 answer; every failure converted into a :class:`SourceError`."""
+        """The body of a 200 answer; every failure converted into a :class:`SourceError`.
+
+        A credit is spent for every call that got an HTTP answer (any status), none for a
+        call that never reached CoinGecko (DNS, connection refused, timeout).
+        """
         import coingecko_sdk as sdk
         import httpx
 
         try:
             raw = await call()
+            self._spend()  # answered: CoinGecko counts it
             return await raw.read()
         except sdk.APIStatusError as exc:
+            self._spend()  # an HTTP error answer is a call CoinGecko answered too
             status = exc.status_code
             code, server_text = _error_details(exc.body)
             server_text = redact(server_text, self._key, limit=160)
@@ -436,22 +485,22 @@ class CoinGeckoRestSource:
         self.budget.spend(self.now())
         self.status.credits_used_month = self.budget.used
 
-    async def stream(self) -> AsyncIterator[Tick]:
+    async def stream(self) -> AsyncGenerator[Tick, None]:
         """Poll forever, yielding each new valid tick; cancel (or ``aclose``) to stop."""
         async with self._client() as client:
             while True:
-                started = time.monotonic()
+                started = self.monotonic()
                 ticks: list[Tick] = []
                 if not self._can_spend():
                     deadline = started + self._budget_exhausted()
                 else:
                     ticks, wait, steady = await self._poll(client)
-                    deadline = (started if steady else time.monotonic()) + wait
-                left = max(0.0, deadline - time.monotonic())
+                    deadline = (started if steady else self.monotonic()) + wait
+                left = max(0.0, deadline - self.monotonic())
                 self.status.next_poll_at = self.now() + timedelta(seconds=left)
                 for tick in ticks:
                     yield tick
-                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                await self.sleep(max(0.0, deadline - self.monotonic()))
 
     def _budget_exhausted(self) -> float:
         now = self.now()
@@ -471,7 +520,6 @@ class CoinGeckoRestSource:
         poll took); any other wait counts from now.
         """
         self.status.polls += 1
-        self._spend()
         try:
             body = await self._fetch(
                 lambda: client.simple.price.with_raw_response.get(
@@ -541,7 +589,6 @@ class CoinGeckoRestSource:
                                 allowed, len(self.coins))
                     break
                 done += 1
-                self._spend()
                 try:
                     body = await self._fetch(
                         lambda coin_id=coin_id: client.coins.market_chart.with_raw_response.get(

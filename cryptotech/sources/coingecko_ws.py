@@ -27,7 +27,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,6 +84,9 @@ class CoinGeckoStreamSource:
         Random generator for the reconnect jitter (and the fallback's backoff).
     now
         Wall clock (aware UTC datetime).
+    sleep
+        The coroutine that waits between reconnects and between the fallback's polls
+        (``asyncio.sleep``; tests pass a virtual clock's).
     max_failures
         Consecutive failed sessions (no price received) before falling back to REST.
     rest_options
@@ -98,6 +101,7 @@ class CoinGeckoStreamSource:
         *,
         rng: random.Random | None = None,
         now: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         max_failures: int = 5,
         **rest_options: Any,
     ):
@@ -124,11 +128,12 @@ class CoinGeckoStreamSource:
         rng = rng if rng is not None else random.Random()
         self.rest = CoinGeckoRestSource(
             settings, status=self.status, validator=self.validator, rng=rng, now=now,
-            **rest_options,
+            sleep=sleep, **rest_options,
         )
         base = min(source.poll_interval.total_seconds(), 1.0)
         self.backoff = Backoff(base=base, cap=max(base, 60.0), rng=rng)
         self.now = self.rest.now
+        self.sleep = sleep
         self.fell_back = False
         self._logger = _RedactingLogger(logging.getLogger("cryptotech.source.websocket"), key)
 
@@ -168,7 +173,7 @@ class CoinGeckoStreamSource:
                 f"websocket {self._host}: {reason}; reconnecting (failed attempts in a row: "
                 f"{failures} of {self.max_failures} before falling back to REST)",
             )
-            await asyncio.sleep(wait)
+            await self.sleep(wait)
         self.fell_back = True
         message = (f"websocket failed {failures} times in a row ({reason}); falling back to "
                    "REST polling until restarted")
@@ -179,7 +184,7 @@ class CoinGeckoStreamSource:
             async for tick in polled:
                 yield tick
 
-    async def _session(self) -> AsyncIterator[Tick]:
+    async def _session(self) -> AsyncGenerator[Tick, None]:
         """One connection: subscribe, then yield ticks until it ends (raises on failure)."""
         from websockets.asyncio.client import connect
 

@@ -319,7 +319,7 @@ class ReplaySource:
         if not ticks:
             return
         span = ticks[-1].epoch - ticks[0].epoch + 300.0
-        first = {}
+        first: dict[str, float] = {}
         for t in ticks:
             first.setdefault(t.coin, t.price)
         lap, shift, scale = 0, 0.0, {c: 1.0 for c in first}
@@ -340,8 +340,8 @@ class ReplaySource:
                 shift / 86400)
 
     async def stream(self) -> AsyncIterator[Tick]:
-        start_market = None
-        start_wall = None
+        start_market: float | None = None
+        start_wall = 0.0
         self.status.change("live", f"replaying real history at {self.speed:g}x")
         for tick in self._laps():
             if tick.epoch <= self.resume_after.get(tick.coin, float("-inf")):
