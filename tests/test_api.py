@@ -314,7 +314,8 @@ def test_metricas_beside_persistence(api):
     body = api.client.get("/metricas/eth").json()
     learner_metrics = api.call(lambda: api.state.engine.learners["eth"].horizon_metrics())
     assert body["moeda"] == "eth" and body["modelo_em_uso"] == "persistence"
-    assert set(body["candidatos"]) == {"bayes_linear", "ewma"}
+    assert set(body["candidatos"]) == {"bayes_linear"}  # the EWMA baseline has its own block
+    assert body["ewma"]["resultados"] == learner_metrics["ewma"]["n"] > 0
     assert body["publicado"]["resultados"] == learner_metrics["published"]["n"] > 0
     assert body["persistencia"]["mae"] == pytest.approx(learner_metrics["persistence"]["mae"])
     assert body["candidatos"]["bayes_linear"]["skill_vs_persistencia"] == pytest.approx(
@@ -386,10 +387,10 @@ def test_internal_errors_are_portuguese_without_trace(api, monkeypatch):
 
     store = api.state.store
 
-    def broken(coin):
+    def broken(coin, horizon=None):
         raise RuntimeError("boom /secret/path.py line 3")
 
-    def unavailable(coin):
+    def unavailable(coin, horizon=None):
         raise StoreError("database is locked")
 
     monkeypatch.setattr(store, "latest_prediction", broken)

@@ -67,6 +67,8 @@ def message_pt(error: dict[str, Any]) -> str:
 
     >>> message_pt({"type": "less_than_equal", "ctx": {"le": 10000}})
     'deve ser menor ou igual a 10000'
+    >>> message_pt({"type": "enum", "ctx": {"expected": "'15m', '1h' or '4h'"}})
+    "valor inválido; aceitos: '15m', '1h' ou '4h'"
     >>> message_pt({"type": "value_error", "msg": "Value error, data inválida", "ctx": {}})
     'data inválida'
     """
@@ -79,6 +81,8 @@ def message_pt(error: dict[str, Any]) -> str:
     template = _MESSAGES.get(kind)
     if template is None:
         return "valor inválido"
+    if isinstance(ctx.get("expected"), str):  # "'15m', '1h' or '4h'"
+        ctx = {**ctx, "expected": ctx["expected"].replace(" or ", " ou ")}
     try:
         return template.format(**ctx)
     except (KeyError, IndexError):

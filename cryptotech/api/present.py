@@ -16,13 +16,18 @@ from typing import Any, overload
 from cryptotech.api import schemas as s
 from cryptotech.api.timefmt import local
 from cryptotech.config import Settings, format_duration
-from cryptotech.learning.learner import PUBLISHED
+from cryptotech.domain import QUANTILE_LEVELS
+from cryptotech.learning.learner import EWMA, PUBLISHED, move_probabilities
 from cryptotech.learning.models import PERSISTENCE
 
 _METRIC_NAMES = {
     "n": "resultados", "mae": "mae", "rmse": "rmse", "mape": "mape", "r2": "r2",
     "skill": "skill_vs_persistencia", "direction_hit_rate": "acerto_direcao",
     "coverage": "cobertura", "mean_width_bps": "largura_media_bps",
+    "interval_score": "escore_intervalo_bps", "interval_score_skill": "skill_escore_intervalo",
+    "pinball": "pinball_medio_bps", "pinball_skill": "skill_pinball", "brier": "brier",
+    "brier_skill": "skill_brier", "vol_loglik": "logverossimilhanca_vol",
+    "quantile_coverage": "cobertura_quantis",
 }
 
 
@@ -68,6 +73,46 @@ def source_state_pt(state: str | None) -> str:
     return SOURCE_STATES_PT.get(state or "", state or "desconhecido")
 
 
+#: What a ``metricas`` SSE event leaves out: the static explanation (shown once on the
+#: page) and the candidates of every horizon but the first (``GET /metricas`` has them).
+SSE_METRICS_EXCLUDE: Any = {"explicacao": True, "por_horizonte": {"__all__": {"candidatos"}}}
+
+
+def _qkey(tau: float) -> str:
+    """``q05`` for 0.05: the name of a quantile column and key.
+
+    >>> _qkey(0.05), _qkey(0.5)
+    ('q05', 'q50')
+    """
+    return f"q{round(tau * 100):02d}"
+
+
+def _quantiles(row: Mapping[str, Any]) -> dict[str, float | None] | None:
+    """The quantiles of a stored row (``q05``..``q95`` columns) or of event data (a list at
+    :data:`QUANTILE_LEVELS`); ``None`` when the forecast has none."""
+    values = row.get("quantiles")
+    if values:
+        if len(values) != len(QUANTILE_LEVELS):
+            return None
+        return {_qkey(tau): v for tau, v in zip(QUANTILE_LEVELS, values, strict=True)}
+    out = {_qkey(tau): row.get(_qkey(tau)) for tau in QUANTILE_LEVELS}
+    return out if any(v is not None for v in out.values()) else None
+
+
+def _price(value: float | None) -> str:
+    """A price the Brazilian way, with the digits it has (up to 10 significant).
+
+    >>> _price(104250.5), _price(0.1691234), _price(None)
+    ('104.250,5', '0,1691234', '?')
+    """
+    if value is None:
+        return "?"
+    text = f"{value:,.10g}" if abs(value) >= 1000 else f"{value:.10g}"
+    if "e" in text:
+        text = f"{value:.10f}".rstrip("0")
+    return text.replace(",", "_").replace(".", ",").replace("_", ".")
+
+
 def _br(value: float, digits: int = 1) -> str:
     """A number the Brazilian way (decimal comma).
 
@@ -91,6 +136,10 @@ class Presenter:
         self.zone = settings.zone
         self.horizon_s = int(settings.model.horizon.total_seconds())
         self.horizon = format_duration(settings.model.horizon)
+        self.horizons = settings.model.horizon_labels
+        self.horizon_seconds = {label: int(td.total_seconds()) for label, td in
+                                zip(self.horizons, settings.model.horizons, strict=True)}
+        self.thresholds = list(settings.model.move_thresholds)
         self.level = settings.model.interval_level
         self.window = settings.model.metrics_window
 
@@ -132,28 +181,72 @@ class Presenter:
             erro=error,
             erro_pct=(error / actual * 100.0) if error is not None and actual else None,
             dentro_do_intervalo=None if covered is None else bool(covered),
+            horizonte=row.get("horizon"),
+            quantis=_quantiles(row),
+            prob_subir=row.get("p_up"),
+            volatilidade_prevista=row.get("vol"),
         )
 
     def current(self, row: Mapping[str, Any], metrics: Mapping[str, dict]) -> s.PrevisaoAtual:
-        """``/prever``: the latest stored prediction with the learner's metrics as context."""
-        base = self.prediction(row).model_dump()
+        """``/prever``: the latest stored prediction of one horizon (the row's) with its
+        predictive distribution and the learner's metrics of that horizon as context."""
+        base = self.prediction(row)
+        horizon = base.horizonte or self.horizon
+        seconds = self.horizon_seconds.get(horizon) or int(
+            row["target_at"] - row["made_at"])
         return s.PrevisaoAtual(
-            **base,
-            horizonte=self.horizon,
-            horizonte_segundos=self.horizon_s,
+            **{**base.model_dump(), "horizonte": horizon},
+            horizonte_segundos=seconds,
+            horizontes_disponiveis=self.horizons,
             nivel_intervalo=self.level,
             moeda_cotacao=self.settings.vs_currency,
-            contexto=self.context(metrics),
+            distribuicao=self.distribution(base, horizon, metrics),
+            contexto=self.context(metrics, horizon),
         )
 
-    def context(self, metrics: Mapping[str, dict]) -> s.Contexto:
+    def distribution(self, p: s.Previsao, horizon: str,
+                     metrics: Mapping[str, dict]) -> s.Distribuicao:
+        """The forecast as a distribution, in words too; the middle of the range said honestly."""
+        quantiles = p.quantis or {}
+        vol = p.volatilidade_prevista
+        moves = [] if vol is None or vol <= 0 else [
+            s.ProbMovimento(limiar=x, probabilidade=prob)
+            for x, prob in move_probabilities(vol, self.thresholds)]
+        level = _br(self.level * 100, 0)
+        cur = self.settings.vs_currency.upper()
+        summary = (f"Faixa provável em {horizon}: {_price(p.limite_inferior)} a "
+                   f"{_price(p.limite_superior)} {cur} ({level}%)")
+        if p.prob_subir is not None:
+            summary += f"; chance de subir: {_br(p.prob_subir * 100, 0)}%"
+        if vol is not None:
+            summary += f"; volatilidade prevista: {_br(vol * 100)}%"
+        summary += "."
+        skill = metrics.get(PUBLISHED, {}).get("skill")
+        if p.modelo == PERSISTENCE:
+            note = ("O meio da faixa é 'sem mudança' (o preço atual): neste horizonte nenhum "
+                    "modelo superou a persistência ('o preço fica igual') até agora; o que a "
+                    "previsão traz de útil é a largura da faixa e as probabilidades.")
+        else:
+            versus = ("" if skill is None
+                      else f" (errou {_br(skill * 100)}% menos nos últimos resultados)")
+            note = (f"O meio da faixa vem do modelo {p.modelo}, publicado porque tem errado "
+                    f"menos que a persistência{versus}; a diferença costuma ser pequena.")
+        return s.Distribuicao(
+            quantis=[s.Quantil(nivel=tau, preco=quantiles.get(_qkey(tau)))
+                     for tau in QUANTILE_LEVELS if _qkey(tau) in quantiles],
+            intervalo=s.Intervalo(nivel=self.level, inferior=p.limite_inferior,
+                                  superior=p.limite_superior),
+            prob_subir=p.prob_subir, volatilidade_prevista=vol, prob_movimento=moves,
+            resumo=summary, nota=note)
+
+    def context(self, metrics: Mapping[str, dict], horizon: str | None = None) -> s.Contexto:
         pub = metrics.get(PUBLISHED, {})
         base = metrics.get(PERSISTENCE, {})
         n = int(pub.get("n") or 0)
         skill, coverage = pub.get("skill"), pub.get("coverage")
         level = _br(self.level * 100, 0)
         if n == 0:
-            summary = (f"Ainda não há resultados: cada previsão é conferida {self.horizon} depois "
+            summary = (f"Ainda não há resultados: cada previsão é conferida {horizon or self.horizon} depois "
                        "de feita. Até lá, não se sabe se ela erra menos que a persistência "
                        "('o preço fica igual').")
         else:
@@ -185,19 +278,41 @@ class Presenter:
             out["mape"] = out["mape"] / 100.0
         return s.Metricas.model_validate(out)
 
-    def metrics(self, coin: str, model_in_use: str, metrics: Mapping[str, dict]) -> s.MetricasMoeda:
-        """The learner's ``metrics()`` (or an engine ``metricas`` event) in Portuguese."""
+    def _horizon_metrics(self, horizon: str, model_in_use: str,
+                         metrics: Mapping[str, dict]) -> s.MetricasHorizonte:
         empty: dict[str, Any] = {}
+        return s.MetricasHorizonte(
+            horizonte=horizon, modelo_em_uso=model_in_use,
+            publicado=self._metric(metrics.get(PUBLISHED, empty)),
+            persistencia=self._metric(metrics.get(PERSISTENCE, empty)),
+            ewma=self._metric(metrics[EWMA]) if EWMA in metrics else None,
+            candidatos={name: self._metric(v) for name, v in metrics.items()
+                        if name not in (PUBLISHED, PERSISTENCE, EWMA)})
+
+    def metrics(self, coin: str, model_in_use: str, metrics: Mapping[str, dict],
+                horizon: str | None = None,
+                by_horizon: Mapping[str, Mapping[str, Any]] | None = None) -> s.MetricasMoeda:
+        """The learner's metrics of one horizon (``None``: the first configured) in
+        Portuguese, with every horizon's (``by_horizon``: ``{label: {"model_in_use",
+        "metrics"}}``, as :meth:`Engine.metrics_payload` gives them) when known."""
+        horizon = horizon or self.horizon
+        first = self._horizon_metrics(horizon, model_in_use, metrics)
+        per = None
+        if by_horizon is not None:
+            per = {label: self._horizon_metrics(label, v["model_in_use"], v["metrics"])
+                   for label, v in by_horizon.items()}
         return s.MetricasMoeda(
             moeda=coin,
             modelo_em_uso=model_in_use,
-            horizonte=self.horizon,
+            horizonte=horizon,
             nivel_intervalo=self.level,
             janela=self.window,
-            publicado=self._metric(metrics.get(PUBLISHED, empty)),
-            persistencia=self._metric(metrics.get(PERSISTENCE, empty)),
-            candidatos={name: self._metric(v) for name, v in metrics.items()
-                        if name not in (PUBLISHED, PERSISTENCE)},
+            publicado=first.publicado,
+            persistencia=first.persistencia,
+            candidatos=first.candidatos or {},
+            ewma=first.ewma,
+            horizontes_disponiveis=self.horizons,
+            por_horizonte=per,
             explicacao=self.explanation(),
         )
 
@@ -218,7 +333,17 @@ class Presenter:
             "direção (sobe/desce) foi acertada; cobertura, a fração dos preços reais dentro "
             f"do intervalo de {_br(self.level * 100, 0)}%. largura_media_bps é a largura média "
             "do intervalo em pontos-base (bps: 100 bps = 1% do preço). r2 (R², coeficiente de "
-            "determinação): 1 é perfeito, 0 é tão bom quanto prever a média, negativo é pior."
+            "determinação): 1 é perfeito, 0 é tão bom quanto prever a média, negativo é pior. "
+            "A distribuição prevista (quantis, faixa, chance de subir, volatilidade) é "
+            "comparada com a referência ewma (faixa Gaussiana com a volatilidade EWMA em "
+            "torno do preço atual, chance de subir sempre 50%) por escores próprios, em que "
+            "menor é melhor: escore_intervalo_bps (largura da faixa mais multa quando o preço "
+            "sai dela, em pontos-base), pinball_medio_bps (erro de todos os quantis, em "
+            "pontos-base) e brier (erro da chance de subir; 0,25 é o de quem diz sempre 50%); "
+            "logverossimilhanca_vol, maior é melhor, diz se a volatilidade prevista acertou o "
+            "tamanho dos movimentos. Cada skill_* = 1 - escore/escore da referência: acima de 0 "
+            "é melhor que ela. cobertura_quantis: a fração dos preços reais abaixo de cada "
+            "quantil (bem calibrado quando q05 ≈ 0,05 e q95 ≈ 0,95)."
         )
 
     # -- SSE payloads ------------------------------------------------------------------------
@@ -239,8 +364,9 @@ class Presenter:
         elif kind == "resultado":
             model = self.prediction(data)
         elif kind == "metricas":  # the explanation is static: on the page, not in each event
-            model = self.metrics(data["coin"], data["model_in_use"], data["metrics"])
-            return model.model_dump(mode="json", exclude={"explicacao"})
+            model = self.metrics(data["coin"], data["model_in_use"], data["metrics"],
+                                 data.get("horizon"), data.get("by_horizon"))
+            return model.model_dump(mode="json", exclude=SSE_METRICS_EXCLUDE)
         else:  # already in the API's shape (status, reset, adeus, removido)
             return dict(data)
         return model.model_dump(mode="json")

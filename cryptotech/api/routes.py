@@ -26,7 +26,7 @@ from cryptotech.api.home import home_page
 from cryptotech.api.present import Presenter, source_state_pt
 from cryptotech.api.timefmt import INSTANT_PATTERN, parse_instant
 from cryptotech.config import Settings
-from cryptotech.store import Store
+from cryptotech.store import QUANTILE_COLUMNS, Store
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1000
@@ -34,7 +34,8 @@ MAX_ID = 2**62
 CSV_FLUSH_ROWS = 1000
 CSV_COLUMNS = ["id", "moeda", "feita_em", "alvo_em", "preco_atual", "previsao",
                "limite_inferior", "limite_superior", "variacao_prevista_pct", "modelo",
-               "situacao", "preco_real", "erro", "erro_pct", "dentro_do_intervalo"]
+               "situacao", "preco_real", "erro", "erro_pct", "dentro_do_intervalo",
+               "horizonte", *QUANTILE_COLUMNS, "prob_subir", "volatilidade_prevista"]
 
 
 class _Coin(str, Enum):
@@ -78,17 +79,18 @@ def _csv_value(value: Any) -> Any:
 
 def csv_chunks(store: Store, presenter: Presenter, coin: str, start: float | None,
                end: float | None, after_id: int, limit: int | None,
-               **order: Any) -> Iterator[str]:
+               horizon: str | None = None, **order: Any) -> Iterator[str]:
     """The CSV export, in chunks of :data:`CSV_FLUSH_ROWS` rows (never the whole range);
     ``order`` is passed to :meth:`Store.predictions` (``newest_first``, ``before_id``)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     rows = 0
-    for row in store.predictions(coin, start, end, after_id, limit, **order):
+    for row in store.predictions(coin, start, end, after_id, limit, horizon, **order):
         p = presenter.prediction(row).model_dump()
         p["feita_em"] = p["feita_em"].isoformat()
         p["alvo_em"] = p["alvo_em"].isoformat()
+        p.update(p.pop("quantis") or {})
         writer.writerow([_csv_value(p[c]) for c in CSV_COLUMNS])
         rows += 1
         if rows % CSV_FLUSH_ROWS == 0:
@@ -96,6 +98,15 @@ def csv_chunks(store: Store, presenter: Presenter, coin: str, start: float | Non
             buf.seek(0)
             buf.truncate()
     yield buf.getvalue()
+
+
+def horizon_enum(labels: list[str]) -> type[Enum]:
+    """The ``horizonte`` query type: one member per configured horizon (a dropdown in /docs).
+
+    >>> [m.value for m in horizon_enum(["15m", "1h"])]
+    ['15m', '1h']
+    """
+    return Enum("Horizonte", {label: label for label in labels}, type=str)  # type: ignore[return-value]
 
 
 def _file_time(epoch: float | None, presenter: Presenter) -> str:
@@ -109,11 +120,17 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
     Moeda = coin_enum(coins)
     zone = settings.zone
     router = APIRouter(dependencies=[Depends(reject_repeated_query)])
-    if TYPE_CHECKING:  # a type built at run time: the type checker sees its base
+    horizons = settings.model.horizon_labels
+    Horizonte = horizon_enum(horizons)
+    horizon_doc = (f"Horizonte da previsão: {', '.join(horizons)} (padrão {horizons[0]}, o "
+                   "primeiro configurado)")
+    if TYPE_CHECKING:  # types built at run time: the type checker sees their base
         coin_path: TypeAlias = _Coin
+        horizon_query: TypeAlias = Enum | None
     else:
         coin_path = Annotated[Moeda, Path(
             description="Símbolo da moeda (veja /moedas); maiúsculas ou minúsculas")]
+        horizon_query = Annotated[Horizonte | None, Query(description=horizon_doc)]
 
     def get(path: str, **kwargs: Any) -> Callable:
         """GET (documented) and HEAD (same handler, not in the schema)."""
@@ -165,30 +182,36 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
 
     @get("/prever/{moeda}", response_model=s.PrevisaoAtual, tags=["previsões"],
          summary="Previsão atual para daqui a um horizonte",
-         description="A previsão mais recente da moeda para agora + horizonte (padrão 1 h): "
-                     "preço atual, previsão, intervalo, modelo, horários e o contexto honesto "
-                     "(skill contra a persistência, cobertura do intervalo e quantos resultados "
-                     "já foram conferidos). 503 enquanto a moeda aquece, com o motivo e quando "
-                     "uma previsão é esperada.",
+         description="A previsão mais recente da moeda para agora + horizonte (`horizonte`, "
+                     f"padrão {horizons[0]}): preço atual, previsão, horários, a distribuição "
+                     "prevista (quantis de 5% a 95%, a faixa no nível configurado, a chance de "
+                     "subir, a volatilidade prevista e a chance de movimentos maiores que os "
+                     "limiares configurados) e o contexto honesto (skill contra a persistência, "
+                     "cobertura da faixa e quantos resultados já foram conferidos). O meio da "
+                     "faixa é 'sem mudança' enquanto nenhum modelo supera a persistência. 503 "
+                     "enquanto a moeda aquece, com o motivo e quando uma previsão é esperada.",
          responses={**_errors(404, 422),
                     503: {"model": s.Indisponivel | s.Erro,
                           "description": "Ainda sem previsão (aquecendo: Indisponivel) ou "
                                          "banco indisponível (Erro)",
                           "headers": {"Retry-After": {"schema": {"type": "integer"},
                                                       "description": "Segundos"}}}})
-    async def prever(moeda: coin_path, request: Request) -> Any:
+    async def prever(moeda: coin_path, request: Request,
+                     horizonte: horizon_query = None) -> Any:
         state = request.app.state
         coin = moeda.value
+        horizon = horizonte.value if horizonte is not None else horizons[0]
         cache = state.forecasts
-        body = cache.get(coin)
+        body = cache.get(coin, horizon)
         if body is None:
             version = cache.version(coin)
-            row = await anyio.to_thread.run_sync(state.store.latest_prediction, coin)
+            row = await anyio.to_thread.run_sync(state.store.latest_prediction, coin, horizon)
             learner = state.engine.learners[coin]
             if row is None:
                 return _warming_up(coin, state.engine, learner)
-            body = presenter.current(row, learner.horizon_metrics()).model_dump_json().encode()
-            cache.put(coin, version, body)
+            metrics = learner.horizon_metrics(horizon)
+            body = presenter.current(row, metrics).model_dump_json().encode()
+            cache.put(coin, version, body, horizon)
         return Response(body, media_type="application/json")
 
     def _warming_up(coin: str, engine: Any, learner: Any) -> JSONResponse:
@@ -260,6 +283,7 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
         antes_id: Annotated[int | None, Query(
             ge=1, le=MAX_ID, description="Só previsões com id menor (cursor da página com "
                                          "ordem=desc)")] = None,
+        horizonte: horizon_query = None,
     ) -> Any:
         state = request.app.state
         coin = moeda.value
@@ -267,6 +291,7 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
         end = _instant("fim", fim)
         if start is not None and end is not None and start > end:
             raise invalid("query", "fim", "deve ser igual ou posterior a inicio", fim)
+        horizon = horizonte.value if horizonte is not None else horizons[0]
         order = {"newest_first": ordem == "desc", "before_id": antes_id}
         if exportar_csv:
             name = f"previsoes_{coin}"
@@ -274,12 +299,13 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
                 name += (f"_{_file_time(start, presenter) or 'inicio'}"
                          f"_{_file_time(end, presenter) or 'fim'}")
             return StreamingResponse(
-                csv_chunks(state.store, presenter, coin, start, end, apos_id, limite, **order),
+                csv_chunks(state.store, presenter, coin, start, end, apos_id, limite, horizon,
+                           **order),
                 media_type="text/csv; charset=utf-8",
                 headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
         limit = limite or DEFAULT_LIMIT
         items = [presenter.prediction(row) for row in state.store.predictions(
-            coin, start, end, apos_id, limit, **order)]
+            coin, start, end, apos_id, limit, horizon, **order)]
         next_id = items[-1].id if len(items) == limit else None
         next_page = None
         if next_id is not None:
@@ -289,7 +315,8 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
             next_page = f"{path}?{url.query}"
         return s.PaginaPrevisoes(
             moeda=coin, inicio=presenter.time(start), fim=presenter.time(end),
-            fuso_horario=settings.timezone, ordem=ordem, limite=limit, quantidade=len(items),
+            fuso_horario=settings.timezone, horizonte=horizon, ordem=ordem, limite=limit,
+            quantidade=len(items),
             itens=items, proximo_apos_id=next_id if ordem == "asc" else None,
             proximo_antes_id=next_id if ordem == "desc" else None, proxima_pagina=next_page)
 
@@ -304,9 +331,15 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
     @get("/metricas/{moeda}", response_model=s.MetricasMoeda, tags=["previsões"],
          summary="Métricas da previsão publicada, da persistência e de cada candidato",
          responses=_errors(404, 422))
-    async def metricas(moeda: coin_path, request: Request) -> s.MetricasMoeda:
+    async def metricas(moeda: coin_path, request: Request,
+                       horizonte: horizon_query = None) -> s.MetricasMoeda:
         learner = request.app.state.engine.learners[moeda.value]
-        return presenter.metrics(moeda.value, learner.model_in_use, learner.horizon_metrics())
+        horizon = horizonte.value if horizonte is not None else horizons[0]
+        by_horizon = {label: {"model_in_use": h.model_in_use, "metrics": h.metrics()}
+                      for label, h in learner.horizons.items()}
+        chosen = by_horizon[horizon]
+        return presenter.metrics(moeda.value, chosen["model_in_use"], chosen["metrics"],
+                                 horizon, by_horizon)
 
     return router
 

@@ -40,6 +40,8 @@ Numero = Annotated[float | None, AfterValidator(finite_or_none)]
 
 EXEMPLO_FEITA = "2025-01-31T14:30:00-03:00"
 EXEMPLO_ALVO = "2025-01-31T15:30:00-03:00"
+EXEMPLO_QUANTIS = {"q05": 102260.1, "q10": 102710.4, "q25": 103470.9, "q50": 104250.5,
+                   "q75": 105036.0, "q90": 105808.1, "q95": 106276.3}
 
 SKILL = ("Habilidade contra a persistência ('o preço fica igual'): 1 - MAE/MAE da "
          "persistência, uma fração. Acima de 0 errou menos que a persistência (0,012 = 1,2% "
@@ -129,6 +131,17 @@ class Previsao(_Modelo):
     dentro_do_intervalo: bool | None = Field(
         None, description="Se o preço real caiu dentro do intervalo", examples=[True]
     )
+    horizonte: str | None = Field(None, description="Horizonte da previsão (alvo_em - feita_em)",
+                                  examples=["1h"])
+    quantis: dict[str, Numero] | None = Field(
+        None, description="Preços nos quantis da distribuição prevista: q05 = há 5% de chance "
+        "de o preço em alvo_em ficar abaixo dele, q50 = a mediana, q95 = 95%",
+        examples=[EXEMPLO_QUANTIS])
+    prob_subir: Numero = Field(None, description="Probabilidade prevista de o preço em alvo_em "
+                               "ficar acima de preco_atual (fração: 0,5 = 50%)", examples=[0.5])
+    volatilidade_prevista: Numero = Field(
+        None, description="Desvio padrão previsto do retorno logarítmico até alvo_em, como "
+        "fração (0,012 = 1,2%): o tamanho típico do movimento no horizonte", examples=[0.012])
 
 
 class Contexto(_Modelo):
@@ -151,13 +164,65 @@ class Contexto(_Modelo):
     ])
 
 
-class PrevisaoAtual(Previsao):
-    """`/prever/{moeda}`: a previsão mais recente, com o contexto honesto."""
+class Quantil(_Modelo):
+    """Um quantil da distribuição prevista do preço em `alvo_em`."""
 
-    horizonte: str = Field(examples=["1h"])
+    nivel: float = Field(description="Probabilidade de o preço ficar abaixo (0,05 = 5%)",
+                         examples=[0.05])
+    preco: Numero = Field(examples=[102260.1])
+
+
+class Intervalo(_Modelo):
+    """A faixa provável do preço em `alvo_em`, no nível configurado."""
+
+    nivel: float = Field(description="Chance pretendida de o preço cair dentro (0,9 = 90%)",
+                         examples=[0.9])
+    inferior: Numero = Field(examples=[102260.1])
+    superior: Numero = Field(examples=[106276.3])
+
+
+class ProbMovimento(_Modelo):
+    """Chance de um movimento maior que ±limiar até `alvo_em`."""
+
+    limiar: float = Field(description="Tamanho do movimento, como fração do preço atual "
+                          "(0,02 = 2%)", examples=[0.02])
+    probabilidade: Numero = Field(description="Chance de o preço em alvo_em estar mais de "
+                                  "limiar acima OU abaixo do preço atual (fração)",
+                                  examples=[0.12])
+
+
+class Distribuicao(_Modelo):
+    """A distribuição prevista do preço em `alvo_em`: faixas e probabilidades."""
+
+    quantis: list[Quantil] = Field(description="Quantis de 5% a 95%")
+    intervalo: Intervalo
+    prob_subir: Numero = Field(description="Chance de o preço em alvo_em ficar acima do "
+                               "preço atual (fração)", examples=[0.5])
+    volatilidade_prevista: Numero = Field(
+        description="Desvio padrão previsto do retorno logarítmico no horizonte, como fração "
+        "(0,012 = 1,2%)", examples=[0.012])
+    prob_movimento: list[ProbMovimento] = Field(
+        description="Para cada limiar configurado, a chance de um movimento maior que ele")
+    resumo: str = Field(examples=[
+        "Faixa provável em 1h: 102.260,1 a 106.276,3 USD (90%); chance de subir: 50%; "
+        "volatilidade prevista: 1,2%."])
+    nota: str = Field(description="Como ler o meio da faixa, honestamente", examples=[
+        "O meio da faixa é 'sem mudança' (o preço atual): neste horizonte nenhum modelo "
+        "superou a persistência até agora; o que a previsão traz de útil é a largura da faixa "
+        "e as probabilidades."])
+
+
+class PrevisaoAtual(Previsao):
+    """`/prever/{moeda}`: a previsão mais recente, com a distribuição e o contexto honesto."""
+
+    horizonte: str = Field(examples=["1h"])  # type: ignore[assignment]
     horizonte_segundos: int = Field(ge=1, examples=[3600])
+    horizontes_disponiveis: list[str] = Field(
+        description="Horizontes configurados (passe um em ?horizonte=)",
+        examples=[["15m", "1h", "4h", "24h"]])
     nivel_intervalo: float = Field(examples=[0.9])
     moeda_cotacao: str = Field(examples=["usd"])
+    distribuicao: Distribuicao
     contexto: Contexto
 
 
@@ -173,6 +238,8 @@ class PaginaPrevisoes(_Modelo):
     inicio: datetime | None = Field(examples=[EXEMPLO_FEITA])
     fim: datetime | None = Field(examples=[EXEMPLO_ALVO])
     fuso_horario: str = Field(examples=["America/Sao_Paulo"])
+    horizonte: str | None = Field(None, description="O horizonte das previsões da página",
+                                  examples=["1h"])
     ordem: Ordem = Field(examples=["asc"])
     limite: int = Field(ge=1, examples=[1000])
     quantidade: int = Field(ge=0, examples=[2])
@@ -218,6 +285,43 @@ class Metricas(_Modelo):
     largura_media_bps: Numero = Field(description="Largura média do intervalo em pontos-base, "
                                       "relativa ao preço (bps: 100 bps = 1%)",
                                       examples=[171.2])
+    escore_intervalo_bps: Numero = Field(
+        None, description="Escore de intervalo (interval score), em pontos-base do preço: a "
+        "largura do intervalo mais uma multa quando o preço real cai fora dele. Menor é "
+        "melhor: premia faixas estreitas que ainda acertam", examples=[190.4])
+    skill_escore_intervalo: Numero = Field(
+        None, description="1 - escore/escore da referência EWMA-Gaussiana (fração): acima de "
+        "0, faixas melhores que a referência", examples=[0.03])
+    pinball_medio_bps: Numero = Field(
+        None, description="Perda pinball média dos quantis 5%..95%, em pontos-base do preço "
+        "(uma estimativa do CRPS): mede a distribuição inteira. Menor é melhor",
+        examples=[31.5])
+    skill_pinball: Numero = Field(None, description="1 - pinball/pinball da referência "
+                                  "EWMA-Gaussiana (fração)", examples=[0.02])
+    brier: Numero = Field(None, description="Escore de Brier da chance de subir: média de "
+                          "(probabilidade - 1 se subiu, senão 0)². 0,25 é o de quem sempre diz "
+                          "50%; menor é melhor", examples=[0.249])
+    skill_brier: Numero = Field(None, description="1 - brier/brier da referência (que diz "
+                                "sempre 50%), fração", examples=[0.004])
+    logverossimilhanca_vol: Numero = Field(
+        None, description="Log-verossimilhança média do retorno realizado sob a volatilidade "
+        "prevista (em nats; maior é melhor): mede se a volatilidade prevista acertou o tamanho "
+        "dos movimentos", examples=[3.1])
+    cobertura_quantis: dict[str, Numero] | None = Field(
+        None, description="Para cada quantil, a fração dos preços reais abaixo dele: bem "
+        "calibrado quando q05 ≈ 0,05 ... q95 ≈ 0,95",
+        examples=[{"q05": 0.052, "q50": 0.497, "q95": 0.948}])
+
+
+class MetricasHorizonte(_Modelo):
+    """As métricas de um horizonte: publicada, persistência, referência EWMA e candidatos."""
+
+    horizonte: str = Field(examples=["4h"])
+    modelo_em_uso: str = Field(examples=["persistence"])
+    publicado: Metricas
+    persistencia: Metricas
+    ewma: Metricas | None = None
+    candidatos: dict[str, Metricas] | None = None
 
 
 class MetricasMoeda(_Modelo):
@@ -232,6 +336,15 @@ class MetricasMoeda(_Modelo):
     publicado: Metricas
     persistencia: Metricas
     candidatos: dict[str, Metricas] = Field(description="Cada modelo candidato, pelo nome")
+    ewma: Metricas | None = Field(
+        None, description="A referência para a distribuição: faixa Gaussiana com a "
+        "volatilidade EWMA (RiskMetrics, λ = 0,94) em torno do preço atual, chance de subir 50%")
+    horizontes_disponiveis: list[str] = Field(
+        default_factory=list, description="Horizontes configurados (passe um em ?horizonte=)",
+        examples=[["15m", "1h", "4h", "24h"]])
+    por_horizonte: dict[str, MetricasHorizonte] | None = Field(
+        None, description="As métricas de cada horizonte configurado (nos eventos SSE, sem os "
+        "candidatos)")
     explicacao: str | None = Field(None, description="O que cada métrica quer dizer, em "
                                    "português simples (só em GET /metricas: os eventos SSE "
                                    "não repetem este texto)", examples=[
