@@ -215,7 +215,7 @@ class Distribuicao(_Modelo):
 class PrevisaoAtual(Previsao):
     """`/prever/{moeda}`: a previsão mais recente, com a distribuição e o contexto honesto."""
 
-    horizonte: str = Field(examples=["1h"])  # type: ignore[assignment]
+    horizonte: str = Field(examples=["1h"])
     horizonte_segundos: int = Field(ge=1, examples=[3600])
     horizontes_disponiveis: list[str] = Field(
         description="Horizontes configurados (passe um em ?horizonte=)",
