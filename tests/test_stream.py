@@ -486,9 +486,10 @@ def test_disconnects_mid_replay_log_nothing_above_debug(tmp_path, caplog):
                 # RST, with the server still writing the replay
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         wait_until(lambda: server.state.hub.subscribers == 0)
+        records = list(caplog.records)  # before the server's own stop lines
     finally:
         server.stop()
-    chatter = [r for r in caplog.records
+    chatter = [r for r in records
                if not (r.name == "sse_starlette.sse" and r.getMessage().startswith("chunk:"))]
     assert [r.getMessage() for r in chatter if r.name == "asyncio"] == []
     assert [r.getMessage() for r in chatter if r.levelno > logging.DEBUG] == []
