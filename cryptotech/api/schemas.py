@@ -38,6 +38,22 @@ def finite_or_none(value: float | None) -> float | None:
 #: A number that is ``null`` when unknown or not finite, without float noise.
 Numero = Annotated[float | None, AfterValidator(finite_or_none)]
 
+
+def finite_only(value: float | None) -> float | None:
+    """``value`` as the source gave it if finite, else ``None`` (no rounding: a price from the
+    source is at the source's own precision).
+
+    >>> finite_only(104238.51), finite_only(float("nan"))
+    (104238.51, None)
+    """
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+#: A number from the source (a price, a volume): kept as received, ``null`` if not finite.
+DaFonte = Annotated[float | None, AfterValidator(finite_only)]
+
 EXEMPLO_FEITA = "2025-01-31T14:30:00-03:00"
 EXEMPLO_ALVO = "2025-01-31T15:30:00-03:00"
 EXEMPLO_QUANTIS = {"q05": 102260.1, "q10": 102710.4, "q25": 103470.9, "q50": 104250.5,
@@ -107,7 +123,7 @@ class Previsao(_Modelo):
                                examples=[EXEMPLO_FEITA])
     alvo_em: datetime = Field(description="Horário previsto (feita_em + horizonte)",
                               examples=[EXEMPLO_ALVO])
-    preco_atual: Numero = Field(description="Preço quando a previsão foi feita",
+    preco_atual: DaFonte = Field(description="Preço quando a previsão foi feita",
                                 examples=[104250.5])
     previsao: Numero = Field(description="Preço previsto para alvo_em", examples=[104310.2])
     limite_inferior: Numero = Field(description="Limite inferior do intervalo de previsão",
@@ -493,10 +509,10 @@ class Preco(_Modelo):
 
     moeda: str = Field(examples=["btc"])
     horario: datetime = Field(description="Horário do preço na fonte", examples=[EXEMPLO_FEITA])
-    preco: Numero = Field(examples=[104250.5])
-    valor_mercado: Numero = Field(examples=[2.06e12])
-    volume_24h: Numero = Field(examples=[3.1e10])
-    variacao_24h_pct: Numero = Field(examples=[1.8])
+    preco: DaFonte = Field(examples=[104250.5])
+    valor_mercado: DaFonte = Field(examples=[2.06e12])
+    volume_24h: DaFonte = Field(examples=[3.1e10])
+    variacao_24h_pct: DaFonte = Field(examples=[1.8])
 
 
 class StatusResumo(_Modelo):
