@@ -50,9 +50,11 @@ Extension = Callable[[FastAPI, Settings], None]
 
 DESCRIPTION = """Previsões de preço de criptomoedas que aprendem a cada novo preço.
 
-Cada moeda tem modelos online (River) que preveem o preço daqui a um horizonte (padrão 1 h),
-com intervalo de previsão, e são comparados o tempo todo com a persistência ("o preço fica
-igual"). Todos os horários estão no fuso configurado, em ISO-8601 com deslocamento.
+Cada moeda tem modelos online (River) que preveem a distribuição do preço em vários horizontes
+(`?horizonte=`, padrão o primeiro configurado): quantis, uma faixa provável, a chance de subir e
+a volatilidade prevista. Tudo é comparado o tempo todo com a persistência ("o preço fica
+igual") e com uma faixa EWMA-Gaussiana de referência. Todos os horários estão no fuso
+configurado, em ISO-8601 com deslocamento.
 
 * [Página inicial](/) · [Status](/status) · [Moedas](/moedas) · [ReDoc](/redoc)
 * `GET /stream`: eventos ao vivo (Server-Sent Events).

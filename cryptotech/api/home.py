@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from cryptotech.config import Settings, format_duration
+from cryptotech.config import Settings
 
 _STYLE = """
 body{background:#0f1116;color:#e6e6e6;font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;
@@ -32,7 +32,9 @@ def home_page(coins: list[str], settings: Settings) -> str:
     >>> "/prever/btc" in home_page(["btc"], Settings(coins={"btc": "bitcoin"}))
     True
     """
-    horizon = escape(format_duration(settings.model.horizon))
+    labels = settings.model.horizon_labels
+    horizon = escape(labels[0] if len(labels) == 1
+                     else ", ".join(labels[:-1]) + " e " + labels[-1])
     level = f"{settings.model.interval_level * 100:.0f}"
     rows = "\n".join(
         f"<tr><td><b>{escape(c)}</b> <small>{escape(settings.coins[c])}</small></td>"
@@ -50,8 +52,9 @@ def home_page(coins: list[str], settings: Settings) -> str:
 <body>
 <h1>CryptoTech</h1>
 <p class="muted">Previsões de preço de criptomoedas que aprendem a cada novo preço.</p>
-<p>Para cada moeda, modelos online preveem o preço daqui a <b>{horizon}</b>, com um intervalo
-de {level}%, e são comparados o tempo todo com a persistência (“o preço fica igual”). Horários
+<p>Para cada moeda, modelos online preveem o preço daqui a <b>{horizon}</b>: uma faixa
+provável de {level}%, a chance de subir e a volatilidade prevista, e são comparados o tempo
+todo com a persistência (“o preço fica igual”). Horários
 no fuso de {escape(_city(settings.timezone))} (<code>{escape(settings.timezone)}</code>).</p>
 <ul>
 <li><a href="/painel/">Painel</a>: gráficos ao vivo</li>

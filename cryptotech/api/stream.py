@@ -258,9 +258,11 @@ STREAM_DESCRIPTION = f"""Eventos ao vivo (Server-Sent Events). Cada mensagem tem
 uma linha `data:` com JSON:
 
 * `tick` ([Preco]): um preço recebido e guardado;
-* `previsao` ([Previsao], `situacao = pendente`): uma previsão nova;
+* `previsao` ([Previsao], `situacao = pendente`): uma previsão nova, de um `horizonte` (uma por
+  horizonte configurado), com quantis, chance de subir e volatilidade prevista;
 * `resultado` ([Previsao], `situacao = realizada`): uma previsão conferida com o preço real;
-* `metricas` ([MetricasMoeda]): métricas depois de cada resultado (sem id);
+* `metricas` ([MetricasMoeda]): métricas depois de cada resultado (sem id), do primeiro
+  horizonte e, em `por_horizonte`, de cada um;
 * `status` ([StatusResumo]): pulsação periódica (sem id);
 * `reset` ([Reset]): o id pedido não está mais guardado: estado atual de cada moeda;
 * `removido` / `adeus` ([Aviso]): conexão encerrada por lentidão / servidor encerrando.
