@@ -30,7 +30,8 @@ from cryptotech.api.timefmt import INSTANT_PATTERN, local, parse_instant
 def live_api(tmp_path_factory):
     settings_ = api_settings(tmp_path_factory.mktemp("schema"),
                              coins={"btc": "bitcoin", "eth": "ethereum", "sol": "solana",
-                                    "ada": "cardano"})
+                                    "ada": "cardano"},
+                             model={"horizons": ["1h", "4h"]})  # ?horizonte= has a choice
     source = FeedSource()
     ticks = sorted(random_walk(40, "btc", seed=1, price=90_000.0)
                    + random_walk(40, "eth", seed=2, price=2_000.0)
