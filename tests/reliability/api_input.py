@@ -347,7 +347,7 @@ def _odd(ctx: Context, server: Server) -> Row:
 
 def _csv(ctx: Context, server: Server, rows: int) -> Row:
     row = Row("5c. CSV export of a very long range", "inputs", lost=0)
-    url = "/previsoes/sol?exportar_csv=true&inicio=2019-12-31T00:00"
+    url = "/previsoes/sol?exportar_csv=true&inicio=2019-12-31T00:00&horizonte=1h"  # its rows: 1 h
     samples: list[float] = []
     done = threading.Event()
 
