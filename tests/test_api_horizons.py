@@ -148,4 +148,5 @@ def test_every_sse_forecast_and_outcome_carries_its_horizon(api):
                for p in forecasts)
     metricas = json.loads(next(e for e in got if e.event == "metricas").data)
     assert set(metricas["por_horizonte"]) == set(HORIZONS) and "explicacao" not in metricas
-    assert all("candidatos" not in m for m in metricas["por_horizonte"].values())
+    assert all(set(m) == {"horizonte", "modelo_em_uso", "publicado", "ewma"}
+               for m in metricas["por_horizonte"].values())

@@ -74,8 +74,10 @@ def source_state_pt(state: str | None) -> str:
 
 
 #: What a ``metricas`` SSE event leaves out: the static explanation (shown once on the
-#: page) and the candidates of every horizon but the first (``GET /metricas`` has them).
-SSE_METRICS_EXCLUDE: Any = {"explicacao": True, "por_horizonte": {"__all__": {"candidatos"}}}
+#: page), and in ``por_horizonte`` the candidates and persistence (``GET /metricas`` has them;
+#: the point skill against persistence is in ``publicado``).
+SSE_METRICS_EXCLUDE: Any = {"explicacao": True,
+                           "por_horizonte": {"__all__": {"candidatos", "persistencia"}}}
 
 
 def _qkey(tau: float) -> str:

@@ -335,9 +335,9 @@ class MetricasHorizonte(_Modelo):
     horizonte: str = Field(examples=["4h"])
     modelo_em_uso: str = Field(examples=["persistence"])
     publicado: Metricas
-    persistencia: Metricas
     ewma: Metricas | None = None
-    candidatos: dict[str, Metricas] | None = None
+    persistencia: Metricas | None = Field(None, description="Só em GET /metricas")
+    candidatos: dict[str, Metricas] | None = Field(None, description="Só em GET /metricas")
 
 
 class MetricasMoeda(_Modelo):
@@ -359,8 +359,9 @@ class MetricasMoeda(_Modelo):
         default_factory=list, description="Horizontes configurados (passe um em ?horizonte=)",
         examples=[["15m", "1h", "4h", "24h"]])
     por_horizonte: dict[str, MetricasHorizonte] | None = Field(
-        None, description="As métricas de cada horizonte configurado (nos eventos SSE, sem os "
-        "candidatos)")
+        None, description="As métricas de cada horizonte configurado (nos eventos SSE, só a "
+        "previsão publicada e a referência ewma: o skill contra a persistência já está em "
+        "publicado)")
     explicacao: str | None = Field(None, description="O que cada métrica quer dizer, em "
                                    "português simples (só em GET /metricas: os eventos SSE "
                                    "não repetem este texto)", examples=[
