@@ -60,6 +60,9 @@ def test_prever_gives_the_distribution_at_each_horizon(api, horizon):
     assert [m["limiar"] for m in moves] == [0.01, 0.03]
     expected = [p for _, p in move_probabilities(stored["vol"], [0.01, 0.03])]
     assert [m["probabilidade"] for m in moves] == pytest.approx(expected, abs=1e-9)
+    own = api.call(lambda: api.state.engine.learners["btc"].horizon(horizon).last_prediction)
+    assert own.made_at.timestamp() == stored["made_at"]  # the forecast's own probabilities
+    assert [m["probabilidade"] for m in moves] == pytest.approx([p for _, p in own.p_move])
     assert 1 > moves[0]["probabilidade"] >= moves[1]["probabilidade"] >= 0
     assert d["resumo"].startswith(f"Faixa provável em {horizon}:") and "chance de subir" in d["resumo"]
     assert body["modelo"] == "persistence" and "sem mudança" in d["nota"]

@@ -194,26 +194,29 @@ class Presenter:
         predictive distribution and the learner's metrics of that horizon as context."""
         base = self.prediction(row)
         horizon = base.horizonte or self.horizon
-        seconds = self.horizon_seconds.get(horizon) or int(
-            row["target_at"] - row["made_at"])
+        seconds = self.horizon_seconds.get(horizon) or int(row["target_at"] - row["made_at"])
         return s.PrevisaoAtual(
             **{**base.model_dump(), "horizonte": horizon},
             horizonte_segundos=seconds,
             horizontes_disponiveis=self.horizons,
             nivel_intervalo=self.level,
             moeda_cotacao=self.settings.vs_currency,
-            distribuicao=self.distribution(base, horizon, metrics),
+            distribuicao=self.distribution(base, horizon, metrics, row.get("p_move")),
             contexto=self.context(metrics, horizon),
         )
 
-    def distribution(self, p: s.Previsao, horizon: str,
-                     metrics: Mapping[str, dict]) -> s.Distribuicao:
-        """The forecast as a distribution, in words too; the middle of the range said honestly."""
+    def distribution(self, p: s.Previsao, horizon: str, metrics: Mapping[str, dict],
+                     p_move: Any = None) -> s.Distribuicao:
+        """The forecast as a distribution, in words too; the middle of the range said honestly.
+
+        ``p_move``: the forecast's own ``(threshold, probability)`` pairs (event data, or the
+        learner's last forecast); a stored row has none, so they are computed from its
+        volatility as the learner does (:func:`move_probabilities`)."""
         quantiles = p.quantis or {}
         vol = p.volatilidade_prevista
-        moves = [] if vol is None or vol <= 0 else [
-            s.ProbMovimento(limiar=x, probabilidade=prob)
-            for x, prob in move_probabilities(vol, self.thresholds)]
+        if not p_move and vol is not None and vol > 0:
+            p_move = move_probabilities(vol, self.thresholds)
+        moves = [s.ProbMovimento(limiar=x, probabilidade=prob) for x, prob in p_move or ()]
         level = _br(self.level * 100, 0)
         cur = self.settings.vs_currency.upper()
         summary = (f"Faixa provável em {horizon}: {_price(p.limite_inferior)} a "

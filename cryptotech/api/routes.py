@@ -210,6 +210,9 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
             if row is None:
                 return _warming_up(coin, state.engine, learner)
             metrics = learner.horizon_metrics(horizon)
+            last = learner.horizon(horizon).last_prediction
+            if last is not None and last.made_at.timestamp() == row["made_at"]:
+                row = {**row, "p_move": last.p_move}  # the forecast's own (not stored)
             body = presenter.current(row, metrics).model_dump_json().encode()
             cache.put(coin, version, body, horizon)
         return Response(body, media_type="application/json")
