@@ -33,8 +33,8 @@ def test_a_replayed_coin_without_a_file_is_flagged_at_start_in_status_and_prever
     with caplog.at_level(logging.INFO), LiveServer(create_app(s, source)) as server, \
             httpx.Client(base_url=server.url, timeout=10) as http:
         assert no_data_warnings(caplog) == [
-            "source replay has no data for zzz: zzz: sem dados na fonte: nenhum arquivo de "
-            "preços desta moeda"]
+            "source replay has no data for zzz (sem dados na fonte: nenhum arquivo de preços "
+            "desta moeda)"]
         wait_until(lambda: server.state.engine.ticks_processed > 20)
         status = http.get("/status").json()
         assert status["moedas"]["zzz"]["sem_dados"] == ("sem dados na fonte: nenhum arquivo "
@@ -48,6 +48,7 @@ def test_a_replayed_coin_without_a_file_is_flagged_at_start_in_status_and_prever
         assert body["motivo"] == "sem_dados_na_fonte"
         assert "sem dados na fonte" in body["detalhe"]
         assert body["previsao_esperada_em"] is None
+        assert answer.headers["retry-after"] == str(body["tentar_novamente_em_segundos"])
         assert http.get("/prever/btc").status_code == 200
     assert len(no_data_warnings(caplog)) == 1
 
@@ -63,8 +64,8 @@ def test_a_coin_id_coingecko_does_not_return_is_flagged_once(caplog):
         "zzz": "sem dados na fonte: o CoinGecko não devolve o id 'notacoin'"}
     assert source.status.to_dict()["no_data"] == source.status.no_data
     assert no_data_warnings(caplog) == [
-        "source coingecko-rest has no data for zzz: zzz: sem dados na fonte: o CoinGecko não "
-        "devolve o id 'notacoin'"]
+        "source coingecko-rest has no data for zzz (sem dados na fonte: o CoinGecko não "
+        "devolve o id 'notacoin')"]
 
 
 def test_saude_is_200_while_learning_and_503_with_the_reason_otherwise(tmp_path):
