@@ -233,7 +233,8 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
             body = s.Indisponivel(detalhe=f"{coin}: {no_data}", motivo="sem_dados_na_fonte",
                                   precos_recebidos=0, previsao_esperada_em=None,
                                   tentar_novamente_em_segundos=max(wait, 3600))
-            return JSONResponse(body.model_dump(mode="json"), status_code=503)
+            return JSONResponse(body.model_dump(mode="json"), status_code=503,
+                                headers={"Retry-After": str(body.tentar_novamente_em_segundos)})
         motivo: Literal["sem_dados", "aquecendo"]
         if seen == 0:
             motivo = "sem_dados"

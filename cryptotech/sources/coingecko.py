@@ -192,8 +192,8 @@ class CreditBudget:
         7
         """
         try:
-            saved: Any = json.loads(text) if text else None
-            month, used = saved["month"], int(saved["used"])
+            saved = json.loads(text or "null")  # null: nothing saved yet (TypeError below)
+            month, used = str(saved["month"]), int(saved["used"])
         except (ValueError, TypeError, KeyError):
             return
         year, mon = self._month
