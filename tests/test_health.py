@@ -64,7 +64,7 @@ def test_a_coin_id_coingecko_does_not_return_is_flagged_once(caplog):
         "zzz": "sem dados na fonte: o CoinGecko não devolve o id 'notacoin'"}
     assert source.status.to_dict()["no_data"] == source.status.no_data
     assert no_data_warnings(caplog) == [
-        "source coingecko-rest has no data for zzz (sem dados na fonte: o CoinGecko não "
+        "source rest has no data for zzz (sem dados na fonte: o CoinGecko não "
         "devolve o id 'notacoin')"]
 
 
@@ -86,6 +86,7 @@ def test_saude_is_200_while_learning_and_503_with_the_reason_otherwise(tmp_path)
         assert down.json()["detalhe"] == "a fonte de preços está inacessível"
         motor = http.get("/status").json()["motor"]
         assert motor["aprendendo"] is False
-        assert set(motor["tarefas"]) == {"fonte", "checkpoints", "pulsacao", "encerramento"}
+        assert set(motor["tarefas"]) == {"fonte", "checkpoints", "pulsacao", "encerramento",
+                                         "alertas"}
         assert all(t == {"estado": "ok", "erros": 0, "ultimo_erro": None, "erro_em": None}
                    for t in motor["tarefas"].values())
