@@ -561,8 +561,9 @@ class Store:
             def event(kind: str, coin: str | None, data: dict) -> int:
                 c = tx.execute("INSERT INTO events (kind, coin, ts, data) VALUES (?, ?, ?, ?)",
                                (kind, coin, now, json.dumps(data, allow_nan=False)))
-                events.append(StoredEvent(c.lastrowid, kind, coin, data))
-                return c.lastrowid
+                eid = int(c.lastrowid or 0)
+                events.append(StoredEvent(eid, kind, coin, data))
+                return eid
 
             self._write_alerts(tx, event, None, rows)
         return events
@@ -581,7 +582,7 @@ class Store:
     def alerts(self, coin: str | None = None, start: float | None = None,
                end: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Fired alerts (``coin`` also matches alerts of no coin), newest first."""
-        sql, args = "SELECT id, data FROM alerts WHERE 1 = 1", []
+        sql, args = "SELECT id, data FROM alerts WHERE 1 = 1", list[Any]()
         if coin is not None:
             sql += " AND (coin = ? OR coin IS NULL)"
             args.append(coin)
@@ -658,8 +659,8 @@ class Store:
 
     def add_alert_rule(self, definition: str) -> int:
         with self.transaction() as tx:
-            return tx.execute("INSERT INTO alert_rules (definition, created_at) VALUES (?, ?)",
-                              (definition, time.time())).lastrowid
+            return int(tx.execute("INSERT INTO alert_rules (definition, created_at) VALUES"
+                                  " (?, ?)", (definition, time.time())).lastrowid or 0)
 
     def set_alert_rule_paused(self, rule_id: int, paused: bool) -> bool:
         with self.transaction() as tx:

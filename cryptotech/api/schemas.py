@@ -296,7 +296,8 @@ class Status(_Modelo):
                                       examples=[0])
     ultimo_evento_id: int = Field(ge=0, examples=[155000])
     banco: Banco
-    alertas: AlertasStatus | None = Field(None, description="Regras, disparos e entregas")
+    alertas: AlertasStatus | None = Field(default=None,
+                                          description="Regras, disparos e entregas")
 
 
 __all__ = [
