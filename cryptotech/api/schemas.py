@@ -495,7 +495,8 @@ class Status(_Modelo):
     ultimo_evento_id: int = Field(ge=0, examples=[155000])
     banco: Banco
     motor: Motor
-    alertas: AlertasStatus | None = Field(None, description="Regras, disparos e entregas")
+    alertas: AlertasStatus | None = Field(default=None,
+                                          description="Regras, disparos e entregas")
 
 
 __all__ = [
