@@ -224,7 +224,7 @@ def test_backtest_alertas_counts_what_the_live_engine_fires(tmp_path, btc_ticks,
     with gzip.open(src, "rt") as fh:
         data.write_text("".join(line for _, line in zip(range(1501), fh)))
     config = tmp_path / "config.toml"
-    config.write_text('[coins]\nbtc = "bitcoin"\n[model]\ncandidates = ["bayes_linear"]\n'
+    config.write_text('[coins]\nbtc = "bitcoin"\n[model]\ncandidates = ["bayes_linear"]\nhorizons = ["1h"]\n'
                       + "".join("[[alertas]]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"')
                                                           for k, v in r.items())
                                 for r in rules))

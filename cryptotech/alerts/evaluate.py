@@ -56,8 +56,10 @@ class MarketRules:
     """The market rules of one engine, their state, and the hook that commits a tick."""
 
     def __init__(self, rules: Iterable[RegraAtiva] = (), channels: Sequence[str] = (),
-                 vs_currency: str = "usd"):
+                 vs_currency: str = "usd", horizon: str | None = None):
         self.rules: tuple[RegraAtiva, ...] = ()
+        # a rule without ``horizonte`` watches this one (the first configured: the one shown)
+        self.horizon = horizon
         self.channels = list(channels)
         self.money = CURRENCY.get(vs_currency, vs_currency.upper())
         self.state: dict[tuple[str, str], dict[str, Any]] = {}
@@ -171,8 +173,9 @@ class MarketRules:
                 "text": f"variação de {_signed(change)}% em {mins} min "
                         f"({self.money} {_num(ref[1])} → {self.money} {_num(price)})"}
         elif kind in ("fora_do_intervalo", "surpresas_seguidas"):
+            want = r.horizonte or self.horizon
             for o in outcomes:
-                if r.horizonte and o.prediction.horizon != r.horizonte:
+                if want and o.prediction.horizon != want:
                     continue
                 if kind == "fora_do_intervalo":
                     yield not o.covered, o.covered, functools.partial(self._surprise, o, 0)
@@ -182,7 +185,7 @@ class MarketRules:
                     yield (st["streak"] >= r.quantidade, st["streak"] == 0,
                            functools.partial(self._surprise, o, st["streak"]))
         else:
-            at = _at_horizon(predictions, r.horizonte)
+            at = _at_horizon(predictions, r.horizonte or self.horizon)
             if at is None:
                 return
             if kind == "tempestade":

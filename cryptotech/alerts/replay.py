@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from cryptotech.alerts.evaluate import MarketRules
 from cryptotech.alerts.rules import MARKET, RegraAtiva, config_rules
-from cryptotech.config import Settings
+from cryptotech.config import Settings, horizon_label
 from cryptotech.domain import Tick
 from cryptotech.learning.learner import CoinLearner
 
@@ -23,7 +23,8 @@ def count_alerts(ticks: Iterable[Tick], settings: Settings, total: int | None = 
                  progress: bool = False) -> tuple[list[RegraAtiva], Counter, float]:
     """(the rules, alerts fired per rule id, days replayed) over ``ticks`` in time order."""
     rules = config_rules(list(settings.alertas))
-    market = MarketRules(rules, (), settings.vs_currency)
+    market = MarketRules(rules, (), settings.vs_currency,
+                         horizon_label(settings.model.horizon))
     learners: dict[str, CoinLearner] = {}
     fired: Counter = Counter()
     first = last = None

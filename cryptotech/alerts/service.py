@@ -24,7 +24,7 @@ from typing import Any
 from cryptotech.alerts.deliver import Channel, Retry, Sender, channels_from_env
 from cryptotech.alerts.evaluate import MarketRules
 from cryptotech.alerts.rules import OUTAGE, Regra, RegraAtiva, config_rules
-from cryptotech.config import Settings
+from cryptotech.config import Settings, horizon_label
 from cryptotech.hub import Event
 from cryptotech.store import AlertRows, Store
 
@@ -45,7 +45,8 @@ class Alerts:
         self.retry = retry
         self.config = config_rules(list(settings.alertas))
         self.rules: list[RegraAtiva] = list(self.config)
-        self.market = MarketRules((), [c.key for c in self.channels], settings.vs_currency)
+        self.market = MarketRules((), [c.key for c in self.channels], settings.vs_currency,
+                                  horizon_label(settings.model.horizon))
         self.outage: dict[str, dict[str, Any]] = {}
         self.sender: Sender | None = None
         self.reload()
