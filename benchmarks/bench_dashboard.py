@@ -164,6 +164,70 @@ def _phase(bench: _Bench, rate: float, n: int) -> dict:
             "page_p50_ms": ms(page, 50), "page_p99_ms": ms(page, 99)}
 
 
+def page_weight(browser, url: str) -> dict:
+    """First load of ``url`` in a fresh context (empty cache): every response's bytes as
+    received (``encodedDataLength``: headers and body as sent, compressed if it was) and its
+    body decoded, summed over the page's requests (Chromium's own network events, through
+    CDP), once the page shows its charts and the stream is open."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+    urls: dict[str, str] = {}
+    body: dict[str, int] = {}
+    wire: dict[str, int] = {}
+    cdp.on("Network.responseReceived",
+           lambda e: urls.__setitem__(e["requestId"], e["response"]["url"]))
+    cdp.on("Network.dataReceived",
+           lambda e: body.__setitem__(e["requestId"],
+                                      body.get(e["requestId"], 0) + e["dataLength"]))
+    cdp.on("Network.loadingFinished",
+           lambda e: wire.__setitem__(e["requestId"], int(e["encodedDataLength"])))
+    try:
+        page.goto(url + "/painel/")
+        page.wait_for_function(
+            "() => window.cryptotechPainel && window.cryptotechPainel.estado.conexao === "
+            "'aberta' && window.cryptotechPainel.pontos('grafico-preco').some(t => t.n > 0)",
+            timeout=30_000)
+        page.wait_for_load_state("networkidle")  # the stream is not counted: it never ends
+        files = sorted(((urls.get(r, "?").split("/painel/")[-1].split("?")[0], n, body.get(r, 0))
+                        for r, n in wire.items()), key=lambda f: -f[1])
+        return {"requests": len(wire), "wire_bytes": sum(n for _, n, _ in files),
+                "body_bytes": sum(b for _, _, b in files), "largest": files[:5]}
+    finally:
+        context.close()
+
+
+def measure_weight() -> dict:
+    """:func:`page_weight` of a page with a little history (no latency phases)."""
+    from playwright.sync_api import sync_playwright
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    sys.path.insert(0, str(common.REPO / "tests"))
+    from conftest import LiveServer
+
+    from cryptotech.api.app import create_app
+    from cryptotech.config import Settings
+    from cryptotech.dashboard import mount_dashboard
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    settings = Settings(coins=COINS, model={"candidates": ["bayes_linear"]},
+                        store={"path": str(folder / "painel.db")}, source={"backfill": False})
+    app = create_app(settings, None, extensions=[mount_dashboard])
+    with LiveServer(app) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            bench = _Bench(folder, None, server)
+            bench.next_ts = datetime.fromisoformat("2025-01-01T00:00:00+00:00")
+            for tick in _ticks(2 * HISTORY, bench.next_ts, bench.prices):
+                bench.handle(tick)
+            return page_weight(browser, server.url)
+        finally:
+            browser.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def measure(quick: bool) -> dict:
     """Everything above; raises RuntimeError with the reason when it cannot run."""
     try:

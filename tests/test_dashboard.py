@@ -12,10 +12,11 @@ No timing is asserted here: the tick-to-chart latency is measured by
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import shutil
-import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,7 @@ from cryptotech.api.app import create_app
 from cryptotech.api.routes import CSV_COLUMNS
 from cryptotech.api.timefmt import local_iso
 from cryptotech.dashboard import mount_dashboard
+from cryptotech.dashboard.app import csv_order
 from cryptotech.store import Store
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -75,12 +77,21 @@ def browser():
             browser.close()
 
 
+def recent(ticks: list, newest_index: int) -> list:
+    """``ticks`` moved in time so that ``ticks[newest_index]`` is the current minute: a page
+    showing them is live, not late."""
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    shift = now - ticks[newest_index].ts
+    return [dataclasses.replace(t, ts=t.ts + shift) for t in ticks]
+
+
 @pytest.fixture(scope="module")
 def painel(tmp_path_factory):
-    """btc, eth and sol with N ticks each learned; SPARE more per coin in ``server.spare``."""
+    """btc, eth and sol with N ticks each learned, the newest at the current minute; SPARE
+    more per coin (after it) in ``server.spare``."""
     settings = api_settings(tmp_path_factory.mktemp("painel"), coins=COINS)
     source = FeedSource()
-    walks = {c: random_walk(N + SPARE, c, seed=i + 1, price=PRICES[c])
+    walks = {c: recent(random_walk(N + SPARE, c, seed=i + 1, price=PRICES[c]), N - 1)
              for i, c in enumerate(COINS)}
     history = sorted((t for w in walks.values() for t in w[:N]), key=lambda t: (t.ts, t.coin))
     with LiveServer(create_app(settings, source, extensions=[mount_dashboard])) as server:
@@ -94,11 +105,15 @@ def painel(tmp_path_factory):
 class Page:
     """One page of the dashboard, with what it logged and every URL it requested."""
 
-    def __init__(self, browser, url: str, viewport=None, timezone: str = "Asia/Tokyo"):
+    def __init__(self, browser, url: str, viewport=None, timezone: str = "Asia/Tokyo",
+                 status: dict | None = None):
         # a browser zone far from the configured one: times must follow the configuration
         self.context = browser.new_context(viewport=viewport or LAPTOP, locale="pt-BR",
                                            timezone_id=timezone, accept_downloads=True)
         self.page = self.context.new_page()
+        if status is not None:  # GET /status answers this JSON instead of the server's
+            self.page.route(re.compile(r".*/status$"), lambda route: route.fulfill(
+                status=200, content_type="application/json", body=json.dumps(status)))
         self.errors: list[str] = []
         self.requests: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
@@ -220,7 +235,8 @@ def test_charts_hold_the_history_and_cards_show_metrics(page, painel):
     page.wait("() => document.querySelector('#cartao-mae .cartao-valor').textContent !== '—'")
     text = page.page.text_content("#cartoes")
     for label in ("Preço agora", "Previsão para +1 h", "Erro médio (MAE)",
-                  "Skill vs “preço fica igual”", "Cobertura do intervalo", "Acerto de direção",
+                  "Ganho sobre “preço fica igual” (skill)", "Cobertura do intervalo",
+                  "Acerto de direção",
                   "Modelo em uso"):
         assert label in text
     assert "persistência: US$" in page.page.text_content("#cartao-mae")
@@ -228,14 +244,15 @@ def test_charts_hold_the_history_and_cards_show_metrics(page, painel):
     table = page.page.text_content("#tabela-modelos")
     assert "Persistência (“preço fica igual”)" in table and "Linear bayesiana" in table
 
+    # the newest price is this minute's: live, with its age and its time in the configured
+    # zone (São Paulo), not the browser's (Tokyo)
     page.wait("() => document.querySelector('#selo-fonte').textContent === 'Ao vivo'")
     banner = page.page.text_content("#faixa")
-    match = re.search(r"Atualizado às (\d\d):(\d\d):(\d\d) \(America/Sao_Paulo\)", banner)
-    assert match, banner
-    now = datetime.now(settings.zone)
-    shown = int(match[1]) * 3600 + int(match[2]) * 60 + int(match[3])
-    gap = abs(now.hour * 3600 + now.minute * 60 + now.second - shown)
-    assert min(gap, 86400 - gap) < 120  # the configured zone's clock, not the browser's (Tokyo)
+    newest = max(store.recent_ticks(c, 0, 10_000)[-1][0] for c in COINS)
+    shown = datetime.fromtimestamp(newest, settings.zone).strftime("%H:%M:%S")
+    assert re.search(rf"Último preço (agora mesmo|há \d+ s|há [1-5] min) \(às {shown}, "
+                     r"horário de São Paulo\)", banner), banner
+    assert "America/Sao_Paulo" not in page.page.text_content("body")
 
 
 @pytest.mark.browser
@@ -260,7 +277,9 @@ def test_a_new_tick_reaches_the_charts_without_reload_or_polling(page, painel):
               [iso(ticks[-1], painel.settings)])
     assert page.js("window.__mesmaPagina") is True
     assert page.js("performance.getEntriesByType('navigation').length") == 1
-    assert page.requests[requests_before:] == []  # no polling: the open stream brought it
+    # no polling: the open stream brought it (GET /status, for the engine's state, is read
+    # at most every 30 s on the status heartbeat, never for prices)
+    assert [u for u in page.requests[requests_before:] if not u.endswith("/status")] == []
     assert page.errors == []
 
 
@@ -287,28 +306,67 @@ def test_comparator_shows_the_chosen_coins_from_a_common_start(page, painel):
     assert page.errors == []
 
 
-@pytest.mark.browser
-def test_csv_export_downloads_the_chosen_coin(page, painel, tmp_path):
-    page.wait_for_data()
-    page.page.click("#moeda")
-    page.page.click('.dash-dropdown-option:has(input[value="eth"])')
-    page.wait("() => document.querySelector('#exportar').getAttribute('href')"
-              ".includes('/previsoes/eth')")
-    page.wait("() => window.cryptotechPainel.estado.moeda === 'eth'")
-    href = page.page.get_attribute("#exportar", "href")
-    assert href == "/previsoes/eth?exportar_csv=true"
+def download_csv(page, tmp_path) -> list[str]:
     with page.page.expect_download(timeout=WAIT_MS) as info:
         page.page.click("#exportar")
     download = info.value
     target = tmp_path / download.suggested_filename
     download.save_as(target)
-    lines = target.read_text(encoding="utf-8").splitlines()
-    assert lines[0].split(",") == CSV_COLUMNS
-    assert len(lines) - 1 == len(list(painel.state.store.predictions("eth")))
-    assert all(line.split(",")[1] == "eth" for line in lines[1:])
+    return target.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.browser
+def test_csv_export_downloads_the_chosen_coin_and_window(page, painel, tmp_path):
+    page.wait_for_data()
+    page.page.click("#moeda")
+    page.page.click('.dash-dropdown-option:has(input[value="eth"])')
+    page.wait("() => window.cryptotechPainel.estado.moeda === 'eth'")
+    page.wait("() => document.querySelector('#exportar').getAttribute('href')"
+              ".includes('/previsoes/eth')")
+    store = painel.state.store
+    newest = store.recent_ticks("eth", 0, 10_000)[-1][0]
+    for label, hours in (("24 h", 24), ("6 h", 6)):
+        page.page.click(f"#janela label:has-text('{label}')")
+        start = newest - hours * 3600
+        query = {"exportar_csv": "true",
+                 "inicio": datetime.fromtimestamp(start, timezone.utc).strftime(
+                     "%Y-%m-%dT%H:%M:%SZ"),
+                 "fim": datetime.fromtimestamp(newest, timezone.utc).strftime(
+                     "%Y-%m-%dT%H:%M:%SZ")}
+        order = csv_order(painel.app)
+        href = "/previsoes/eth?" + str(httpx.QueryParams(query)) + (
+            f"&ordem={order}" if order else "")
+        page.wait("([h]) => document.querySelector('#exportar').getAttribute('href') === h",
+                  [href])
+        lines = download_csv(page, tmp_path)
+        assert lines[0].split(",") == CSV_COLUMNS
+        made = [r["made_at"] for r in store.predictions("eth", start=start, end=newest)]
+        assert len(lines) - 1 == len(made) and made, (label, len(lines))
+        assert min(made) >= start and max(made) <= newest
+        assert all(line.split(",")[1] == "eth" for line in lines[1:])
+        if hours == 6:  # a shorter window, fewer rows than all the coin's forecasts
+            assert len(made) < len(list(store.predictions("eth")))
     response = page.page.request.get(painel.url + href)
     assert response.headers["content-type"].startswith("text/csv")
     assert page.errors == []
+
+
+def test_csv_link_carries_ordem_only_when_the_api_takes_it():
+    from fastapi import FastAPI, Query
+
+    newer = FastAPI()
+
+    @newer.get("/previsoes/{moeda}")
+    def previsoes(moeda: str, ordem: str = Query("asc")):
+        return {}
+
+    older = FastAPI()
+
+    @older.get("/previsoes/{moeda}")
+    def antigas(moeda: str, limite: int = 10):
+        return {}
+
+    assert csv_order(newer) == "desc" and csv_order(older) is None
 
 
 @pytest.mark.browser

@@ -39,6 +39,11 @@ MODEL_LABELS = {
     "arf": "Floresta adaptativa (ARF)",
 }
 WAITING_PRICES = "Aguardando os primeiros preços…"
+#: Zone cities whose Portuguese name differs from the zone key's last part.
+CITY_NAMES = {"Sao_Paulo": "São Paulo", "Belem": "Belém", "Maceio": "Maceió",
+              "Cuiaba": "Cuiabá", "Araguaina": "Araguaína", "Santarem": "Santarém",
+              "Eirunepe": "Eirunepé", "Noronha": "Fernando de Noronha", "Bahia": "Salvador",
+              "Lisbon": "Lisboa", "London": "Londres", "New_York": "Nova York"}
 CURRENCY = {"usd": "US$", "brl": "R$", "eur": "€", "gbp": "£", "jpy": "¥"}
 #: Dash 4's dropdown texts, in Portuguese.
 DROPDOWN_LABELS = {"select_all": "Selecionar todas", "deselect_all": "Limpar seleção",
@@ -77,6 +82,29 @@ def human_duration(text: str) -> str:
     number, unit = text[:-1], text[-1]
     words = {"s": "s", "m": "min", "h": "h", "d": "dia" if number == "1" else "dias"}
     return f"{number} {words.get(unit, unit)}"
+
+
+def zone_city(zone: str) -> str:
+    """The configured zone as people name it: its city, in Portuguese where we know it.
+
+    >>> zone_city("America/Sao_Paulo"), zone_city("America/Argentina/Buenos_Aires")
+    ('São Paulo', 'Buenos Aires')
+    >>> zone_city("Europe/Lisbon"), zone_city("UTC")
+    ('Lisboa', 'UTC')
+    """
+    city = zone.rsplit("/", 1)[-1]
+    return CITY_NAMES.get(city, city.replace("_", " "))
+
+
+def csv_order(server: FastAPI) -> str | None:
+    """``"desc"`` (newest first) when ``/previsoes/{moeda}`` takes ``ordem``, else None: the
+    export link only carries parameters the API knows."""
+    for route in server.routes:
+        if getattr(route, "path", None) == "/previsoes/{moeda}":
+            params = getattr(getattr(route, "dependant", None), "query_params", [])
+            if any(getattr(p, "alias", None) == "ordem" for p in params):
+                return "desc"
+    return None
 
 
 def currency_symbol(code: str) -> str:
@@ -121,6 +149,13 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
             "retry_ms": RETRY_MS,
             "ultimo_id": snapshot.newest_event_id(getattr(server.state, "store", None)),
             "fuso": settings.timezone,
+            "fuso_nome": zone_city(settings.timezone),
+            "status": "/status",
+            "janelas": {key: seconds for key, (_, seconds) in snapshot.WINDOWS.items()},
+            "csv_ordem": csv_order(server),
+            # past this age of the newest price, a live source is shown as late
+            "atraso_max_s": int(settings.source.poll_interval.total_seconds()
+                                * settings.source.stale_after_polls),
             "horizonte": horizon,
             "nivel": settings.model.interval_level,
             "nivel_pct": level_pct,
@@ -213,7 +248,8 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
         "faixa": ([Output("faixa", "children")],
                   [Input("painel-status", "data"), Input("painel-vivo", "data")],
                   [State("painel-config", "data")]),
-        "csv": ([Output("exportar", "href")], [Input("moeda", "value")],
+        "csv": ([Output("exportar", "href")],
+                [Input("moeda", "value"), Input("janela", "value"), Input("painel-atual", "data")],
                 [State("painel-config", "data")]),
     }
     for name, (outputs, inputs, states) in clientside.items():
@@ -259,6 +295,42 @@ def _panel(title: str, graph_id: str, note: str, *extra: Any) -> html.Section:
     ])
 
 
+def glossary(config: dict[str, Any]) -> html.Section:
+    """What each number means, in plain words and with its unit (static: the ``metricas``
+    events do not carry it)."""
+    money, level, horizon = config["moeda_cotacao"], config["nivel_pct"], config["horizonte"]
+    terms = [
+        ("Persistência (“o preço fica igual”)",
+         f"A previsão mais simples: daqui a {horizon} o preço será o de agora. Em {horizon} o "
+         "preço de uma criptomoeda é quase um passeio aleatório, e bater essa previsão é "
+         "difícil; por isso toda métrica aparece ao lado da dela."),
+        ("MAE (erro absoluto médio)",
+         f"Em média, quanto a previsão errou o preço real, em {money}. Menor é melhor."),
+        ("Skill (ganho sobre a persistência)",
+         "1 − MAE da previsão ÷ MAE da persistência, em %. Acima de 0%: errou menos que "
+         "prever “o preço fica igual”; abaixo de 0%: errou mais. Um modelo só é publicado "
+         "quando erra menos que a persistência; senão, publica-se a própria persistência."),
+        ("Cobertura do intervalo",
+         f"Em quantos % dos casos o preço real caiu dentro do intervalo de {level} previsto. "
+         f"O certo é ficar perto de {level}: bem abaixo, o intervalo é estreito demais; bem "
+         "acima, largo demais."),
+        ("bps (pontos-base)",
+         "Unidade da largura do intervalo: 1 bp = 0,01% do preço, 100 bps = 1%. Com a mesma "
+         "cobertura, um intervalo mais estreito informa mais."),
+        ("Acerto de direção",
+         "Em quantos % dos casos a previsão acertou se o preço subiria ou cairia; 50% é o "
+         "acaso (cara ou coroa)."),
+        ("R² (coeficiente de determinação)",
+         "Quanto da variação do preço a previsão explica, de 0 a 1 (na API, em /metricas). "
+         "Com preços, fica perto de 1 até para a persistência: não serve para comparar "
+         "modelos; use o skill."),
+    ]
+    return html.Section(className="glossario", id="como-ler", children=[
+        html.H2("Como ler estes números"),
+        html.Dl([part for term, text in terms for part in (html.Dt(term), html.Dd(text))]),
+    ])
+
+
 def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon: str
            ) -> html.Div:
     """The page (see the module docstring); ``config`` goes to the browser as is."""
@@ -295,9 +367,11 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon
             ]),
             html.A("Exportar CSV", id="exportar", className="botao", download="",
                    href=config["csv"].replace("{moeda}", coins[0]),
-                   title="Baixar todas as previsões da moeda escolhida, com o resultado de "
-                         "cada uma (CSV)"),
+                   title="Baixar as previsões da moeda escolhida feitas na janela escolhida, "
+                         "com o resultado de cada uma (CSV)"),
         ]),
+        # the alerts' own section (assets/alertas.js fills it); hidden while empty
+        html.Section(id="alertas", className="alertas", **{"aria-label": "Alertas"}),
         html.Section(id="cartoes", className="cartoes", **{"aria-label": "Métricas"}),
         html.Div(className="graficos", children=[
             _panel(f"Preço e previsão para daqui a {horizon}", "grafico-preco",
@@ -315,14 +389,17 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon
             html.Section(className="modelos", children=[
                 html.H2("Modelos lado a lado"),
                 html.P("Últimos resultados conferidos (janela móvel), sempre ao lado da "
-                       "persistência, que prevê que 'o preço fica igual'. Skill = 1 − MAE ÷ MAE "
-                       "da persistência: acima de 0 errou menos que ela. Um modelo só é "
-                       "publicado quando erra menos que ela.", className="nota"),
+                       "persistência, que prevê que “o preço fica igual”. Passe o mouse sobre "
+                       "os títulos das colunas para ver o que cada uma quer dizer.",
+                       className="nota"),
                 html.Div(id="tabela-modelos", className="tabela-rolagem"),
+                html.P("Em telas estreitas, arraste a tabela para o lado para ver as demais "
+                       "colunas →", className="nota dica-rolagem"),
             ]),
+            glossary(config),
         ]),
         html.Footer(className="rodape", children=[
-            html.Span(f"Horários em {settings.timezone}. "),
+            html.Span(f"Horários de {config['fuso_nome']}. "),
             html.Span("Os gráficos se atualizam sozinhos a cada novo preço, sem recarregar. "),
             html.A("API", href="/docs"), " · ", html.A("Status", href="/status"),
             " · ", html.A("Início", href="/"),

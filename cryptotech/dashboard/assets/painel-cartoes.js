@@ -4,6 +4,9 @@
  * Clientside callbacks (namespace "painel", see app.py) that turn the stores painel.js fills
  * (painel-metricas, painel-atual, painel-status, painel-vivo) into Dash components, with
  * numbers and dates the Brazilian way. Pure formatting: no state, no network.
+ *
+ * Every figure a user reads comes with a plain explanation in its `title` (a tooltip), and
+ * its unit; the page's "Como ler estes números" section says the same at length.
  */
 (function () {
   "use strict";
@@ -51,10 +54,21 @@
     }
   }
 
+  /* "14/03/2025 10:05" in the configured zone, from epoch ms */
+  function dataHoraNoFuso(ms, fuso) {
+    try {
+      return new Intl.DateTimeFormat("pt-BR", {timeZone: fuso, day: "2-digit", month: "2-digit",
+        year: "numeric", hour: "2-digit", minute: "2-digit"}).format(new Date(ms))
+        .replace(",", "");
+    } catch (erro) {
+      return new Date(ms).toLocaleString("pt-BR");
+    }
+  }
+
   function nomeModelo(nome, cfg) { return (cfg.modelos || {})[nome] || nome || "—"; }
 
-  function cartao(titulo, valorTexto, detalhe, classe, id) {
-    return h("Div", {className: "cartao " + (classe || ""), id: id}, [
+  function cartao(titulo, valorTexto, detalhe, classe, id, explicacao) {
+    return h("Div", {className: "cartao " + (classe || ""), id: id, title: explicacao}, [
       h("Span", {className: "cartao-titulo"}, titulo),
       h("Strong", {className: "cartao-valor"}, valorTexto),
       h("Span", {className: "cartao-detalhe"}, detalhe)
@@ -71,6 +85,44 @@
     });
     return melhor;
   }
+
+  /* Plain explanations (tooltips) of each figure, with its unit. */
+  var EXPLICA = {
+    previsao: function (cfg) {
+      return "O preço previsto para daqui a " + cfg.horizonte + " e o intervalo onde o preço " +
+        "real deve cair em " + cfg.nivel_pct + " das vezes, em " + cfg.moeda_cotacao + ".";
+    },
+    mae: function (cfg) {
+      return "MAE (erro absoluto médio): em média, quanto a previsão errou o preço real, em " +
+        cfg.moeda_cotacao + ". Menor é melhor. Ao lado, o mesmo erro de quem prevê que " +
+        "“o preço fica igual” (persistência).";
+    },
+    skill: function () {
+      return "Skill = 1 − MAE da previsão ÷ MAE da persistência, em %. Acima de 0%: errou " +
+        "menos que prever “o preço fica igual”; abaixo de 0%: errou mais; 0%: empate.";
+    },
+    cobertura: function (cfg) {
+      return "Cobertura: em quantos % dos casos o preço real caiu dentro do intervalo " +
+        "previsto; o certo é ficar perto de " + cfg.nivel_pct + ". Largura média: o tamanho " +
+        "do intervalo em % do preço; bps são pontos-base (1 bp = 0,01% do preço; " +
+        "100 bps = 1%). Mais estreito com a mesma cobertura é melhor.";
+    },
+    direcao: function () {
+      return "Acerto de direção: em quantos % dos casos a previsão acertou se o preço subiria " +
+        "ou cairia. 50% é o que se acerta no cara ou coroa.";
+    },
+    modelo: function () {
+      return "O modelo cuja previsão é publicada agora, e quantos resultados já foram " +
+        "conferidos na janela móvel das métricas.";
+    },
+    tabela: {
+      MAE: function (cfg) { return EXPLICA.mae(cfg); },
+      Skill: function (cfg) { return EXPLICA.skill(cfg); },
+      Cobertura: function (cfg) { return EXPLICA.cobertura(cfg); },
+      "Direção": function (cfg) { return EXPLICA.direcao(cfg); },
+      Resultados: function () { return "Quantas previsões já foram conferidas na janela."; }
+    }
+  };
 
   function cartoes(metricas, atual, cfg, base) {
     if (!cfg) { return [[], []]; }
@@ -122,25 +174,32 @@
         porcento(melhorDirecao.valor, 0);
     }
 
+    var largura = pub.largura_media_bps;
     var itens = [
       cartao("Preço agora", dinheiro(precoValor, cfg, casas),
-        precoEm ? "em " + dataHora(precoEm) : "aguardando o primeiro preço", "", "cartao-preco"),
+        precoEm ? "em " + dataHora(precoEm) : "aguardando o primeiro preço", "", "cartao-preco",
+        "O último preço recebido da fonte, em " + cfg.moeda_cotacao + "."),
       cartao("Previsão para +" + cfg.horizonte, prev ? dinheiro(prev.previsao, cfg, casas) : "—",
         prev ? comSinal(prev.variacao_prevista_pct, 2) + " · intervalo de " + cfg.nivel_pct + ": " +
           numero(prev.limite_inferior, casas) + " a " + numero(prev.limite_superior, casas)
-          : "aquecendo: a primeira previsão sai após dois preços", "destaque", "cartao-previsao"),
+          : "aquecendo: a primeira previsão sai após dois preços", "destaque", "cartao-previsao",
+        EXPLICA.previsao(cfg)),
       cartao("Erro médio (MAE)", dinheiro(pub.mae, cfg, casas),
-        "persistência: " + dinheiro(per.mae, cfg, casas), "", "cartao-mae"),
-      cartao("Skill vs “preço fica igual”", n ? comSinal((skill || 0) * 100, 1) : "—",
-        skillDetalhe, skillClasse, "cartao-skill"),
+        "persistência: " + dinheiro(per.mae, cfg, casas), "", "cartao-mae", EXPLICA.mae(cfg)),
+      cartao("Ganho sobre “preço fica igual” (skill)",
+        n ? comSinal((skill || 0) * 100, 1) : "—", skillDetalhe, skillClasse, "cartao-skill",
+        EXPLICA.skill(cfg)),
       cartao("Cobertura do intervalo", porcento(cobertura, 1),
-        "meta " + cfg.nivel_pct + (typeof pub.largura_media_bps === "number"
-          ? " · largura média " + numero(pub.largura_media_bps, 0) + " bps" : ""),
-        coberturaClasse, "cartao-cobertura"),
-      cartao("Acerto de direção", porcento(direcao, 1), direcaoDetalhe, "", "cartao-direcao"),
+        "meta " + cfg.nivel_pct + (typeof largura === "number"
+          ? " · largura média " + numero(largura / 100, 2) + "% do preço (" +
+            numero(largura, 0) + " bps)" : ""),
+        coberturaClasse, "cartao-cobertura", EXPLICA.cobertura(cfg)),
+      cartao("Acerto de direção", porcento(direcao, 1), direcaoDetalhe, "", "cartao-direcao",
+        EXPLICA.direcao(cfg)),
       cartao("Modelo em uso", nomeModelo(em, cfg),
         numero(n, 0) + " resultado" + (n === 1 ? "" : "s") + " conferido" + (n === 1 ? "" : "s") +
-          (m.janela ? " (janela de " + numero(m.janela, 0) + ")" : ""), "", "cartao-modelo")
+          (m.janela ? " (janela de " + numero(m.janela, 0) + ")" : ""), "", "cartao-modelo",
+        EXPLICA.modelo(cfg))
     ];
     return [itens, tabelaModelos(m, cfg, casas)];
   }
@@ -163,16 +222,22 @@
       linhas.push({nome: nomeModelo(nome, cfg) + (nome === m.modelo_em_uso ? " · em uso" : ""),
         v: m.candidatos[nome], classe: nome === m.modelo_em_uso ? "em-uso" : ""});
     });
-    var cab = ["Modelo", "MAE", "Skill", "Cobertura", "Direção", "Resultados"];
+    /* skill and coverage first: they must stay in view on a phone (the rest may scroll) */
+    var cab = [["Modelo", ""], ["Skill", " (%)"], ["Cobertura", " (%)"],
+      ["MAE", " (" + cfg.moeda_cotacao + ")"], ["Direção", " (%)"], ["Resultados", ""]];
     return h("Table", {className: "tabela"}, [
-      h("Thead", {}, h("Tr", {}, cab.map(function (c) { return h("Th", {}, c); }))),
+      h("Thead", {}, h("Tr", {}, cab.map(function (c) {
+        var explica = EXPLICA.tabela[c[0]];
+        return h("Th", {title: explica ? explica(cfg) : undefined,
+          className: explica ? "explicado" : undefined}, c[0] + c[1]);
+      }))),
       h("Tbody", {}, linhas.map(function (l) {
         var s = l.v.skill_vs_persistencia;
         return h("Tr", {className: l.classe}, [
           h("Td", {}, l.nome),
-          h("Td", {}, dinheiro(l.v.mae, cfg, casas)),
           h("Td", {className: classeSkill(s)}, typeof s === "number" ? comSinal(s * 100, 1) : "—"),
           h("Td", {}, porcento(l.v.cobertura, 1)),
+          h("Td", {}, dinheiro(l.v.mae, cfg, casas)),
           h("Td", {}, porcento(l.v.acerto_direcao, 1)),
           h("Td", {}, numero(l.v.resultados, 0))
         ]);
@@ -189,11 +254,112 @@
     budget_exhausted: ["Orçamento de créditos esgotado", "erro"],
     starting: ["Iniciando", "atencao"]
   };
+  /* One label per kind of source; older ids (coingecko-rest, coingecko-ws) read the same. */
   var TIPOS_FONTE = {
-    rest: "CoinGecko (REST)",
-    websocket: "CoinGecko (WebSocket)",
+    rest: "CoinGecko (consulta periódica)",
+    websocket: "CoinGecko (transmissão contínua)",
     replay: "Reprodução de dados reais (demo)"
   };
+  var SINONIMOS_FONTE = {"coingecko-rest": "rest", "coingecko-ws": "websocket",
+    "coingecko-websocket": "websocket", "ws": "websocket"};
+
+  function tipoFonte(tipo) {
+    if (!tipo) { return null; }
+    var base = String(tipo).split(" ")[0];
+    var chave = TIPOS_FONTE[base] ? base : SINONIMOS_FONTE[base];
+    if (!chave) { return String(tipo); }
+    /* "coingecko-rest (fallback from websocket)": the REST poller standing in */
+    return TIPOS_FONTE[chave] + (base !== tipo && chave === "rest"
+      ? " · no lugar da transmissão contínua" : "");
+  }
+
+  function ehReproducao(tipo) { return tipo === "replay"; }
+
+  /* "há 12 s", "há 3 min", "há 5 h", "há 4 dias", "há 11 meses" */
+  function idadeTexto(ms) {
+    var s = Math.max(0, Math.round(ms / 1000));
+    if (s < 5) { return "agora mesmo"; }
+    if (s < 60) { return "há " + s + " s"; }
+    var min = Math.floor(s / 60);
+    if (min < 60) { return "há " + min + " min"; }
+    var horas = Math.floor(min / 60);
+    if (horas < 48) { return "há " + horas + " h"; }
+    var dias = Math.floor(horas / 24);
+    if (dias < 60) { return "há " + dias + " dias"; }
+    var meses = Math.floor(dias / 30.44);
+    return meses < 24 ? "há " + meses + " meses" : "há " + Math.floor(dias / 365.25) + " anos";
+  }
+
+  /* market seconds per real second -> "37 min de mercado por segundo (2.220×)" */
+  function velocidadeTexto(x) {
+    if (typeof x !== "number" || !isFinite(x) || x <= 0) { return null; }
+    var por;
+    if (x >= 3600 * 2) { por = numero(x / 3600, 1) + " h"; }
+    else if (x >= 120) { por = numero(x / 60, x >= 600 ? 0 : 1) + " min"; }
+    else { por = numero(x, x >= 10 ? 0 : 1) + " s"; }
+    return por + " de mercado por segundo (" + numero(x, x >= 10 ? 0 : 1) + "×)";
+  }
+
+  /* the newest price time (ms) the page knows: its own ticks, then the status' per coin */
+  function ultimoPrecoMs(status, vivo) {
+    var melhor = typeof vivo.ultimo_preco === "number" ? vivo.ultimo_preco : null;
+    [vivo.fonte && vivo.fonte.ultimo_preco_em, status.ultimo_preco_em].forEach(function (mapa) {
+      Object.keys(mapa || {}).forEach(function (moeda) {
+        var t = Date.parse(mapa[moeda]);
+        if (isFinite(t) && (melhor === null || t > melhor)) { melhor = t; }
+      });
+    });
+    return melhor;
+  }
+
+  var NOMES_TAREFAS = {source: "fonte de preços", fonte: "fonte de preços",
+    consumer: "aprendizado", engine: "aprendizado", checkpoint: "salvamento do modelo",
+    checkpoints: "salvamento do modelo", ping: "pulsação do stream", pings: "pulsação do stream",
+    status: "status", alerts: "alertas", alertas: "alertas"};
+
+  function nomeTarefa(nome) {
+    var chave = String(nome).toLowerCase().replace(/^(engine|motor)[-_.]/, "");
+    return NOMES_TAREFAS[chave] || String(nome);
+  }
+
+  /* The engine's state (/status "motor"): null while it is not known. */
+  function seloMotor(motor, cfg) {
+    if (!motor || typeof motor !== "object") { return null; }
+    var tarefas = motor.tarefas || {};
+    var falhas = [], reinicios = [];
+    Object.keys(tarefas).forEach(function (nome) {
+      var t = tarefas[nome] || {};
+      if (t.estado === "falhou") { falhas.push(nome); }
+      else if (t.estado === "reiniciando") { reinicios.push(nome); }
+    });
+    var problema = falhas.concat(reinicios);
+    var detalhe = problema.map(function (nome) {
+      var t = tarefas[nome];
+      return nomeTarefa(nome) + ": " + (t.estado === "falhou" ? "falhou" : "reiniciando") +
+        (t.ultimo_erro ? " — " + t.ultimo_erro : "") +
+        (t.erro_em ? " (" + dataHora(t.erro_em) + ")" : "") +
+        (typeof t.erros === "number" && t.erros ? " · " + numero(t.erros, 0) + " erro" +
+          (t.erros === 1 ? "" : "s") : "");
+    }).join("; ");
+    var texto, classe;
+    if (motor.aprendendo === false || falhas.length) {
+      texto = "Motor parado" + (falhas.length ? ": " + falhas.map(nomeTarefa).join(", ") +
+        " falhou" : ": não está aprendendo");
+      classe = "erro";
+    } else if (reinicios.length) {
+      texto = "Motor reiniciando: " + reinicios.map(nomeTarefa).join(", ");
+      classe = "atencao";
+    } else {
+      texto = "Motor aprendendo";
+      classe = "ok";
+    }
+    var partes = [h("Span", {className: "selo " + classe, id: "selo-motor",
+      title: detalhe || "Todas as tarefas do motor funcionam."}, texto)];
+    if (detalhe) {
+      partes.push(h("Span", {className: "faixa-item faixa-erro", id: "motor-erro"}, detalhe));
+    }
+    return partes;
+  }
 
   function faixa(status, vivo, cfg) {
     if (!cfg) { return []; }
@@ -201,18 +367,47 @@
     var v = vivo || {};
     var estado = (v.fonte && v.fonte.fonte) || s.fonte;
     var mensagem = (v.fonte && v.fonte.mensagem) || s.mensagem || "";
+    var reproducao = ehReproducao(s.tipo);
     var rotulo = ESTADOS_FONTE[estado] ||
       [estado ? "Fonte: " + estado : "Sem fonte de preços", "atencao"];
+    var agora = typeof v.agora === "number" ? v.agora : Date.now();
+    var ultimo = ultimoPrecoMs(s, v);
+    var idade = ultimo === null ? null : agora - ultimo;
+    var atrasado = !reproducao && idade !== null && idade > cfg.atraso_max_s * 1000;
+    if (estado === "live" && reproducao) {
+      rotulo = ["Reproduzindo o histórico", "ok"];
+    } else if (estado === "live" && atrasado) {
+      rotulo = ["Dados atrasados", "atencao"];
+    }
     if (v.conexao === "reconectando") {
       rotulo = ["Reconectando ao servidor…", "erro"];
     } else if (!v.conexao || v.conexao === "conectando") {
       rotulo = ["Conectando…", "atencao"];
     }
-    var partes = [
-      h("Span", {className: "selo " + rotulo[1], id: "selo-fonte", title: mensagem}, rotulo[0])
-    ];
-    if (s.tipo) {
-      partes.push(h("Span", {className: "faixa-item"}, TIPOS_FONTE[s.tipo] || s.tipo));
+    var explica = atrasado && estado === "live"
+      ? "O último preço tem mais de " + idadeTexto(cfg.atraso_max_s * 1000).slice(4) +
+        ": a fonte responde, mas os dados não são recentes."
+      : mensagem;
+    var partes = [h("Span", {className: "selo " + rotulo[1], id: "selo-fonte", title: explica},
+      rotulo[0])];
+    var motor = seloMotor(v.motor, cfg);
+    if (motor) { partes = partes.concat(motor); }
+    var tipo = tipoFonte(s.tipo);
+    if (tipo) { partes.push(h("Span", {className: "faixa-item", id: "tipo-fonte"}, tipo)); }
+    if (ultimo !== null) {
+      var quando = reproducao
+        ? "Mercado em " + dataHoraNoFuso(ultimo, cfg.fuso)
+        : "Último preço " + idadeTexto(idade) + " (às " + horaNoFuso(ultimo, cfg.fuso) +
+          ", horário de " + cfg.fuso_nome + ")";
+      partes.push(h("Span", {className: "faixa-item faixa-hora" + (atrasado ? " atrasado" : ""),
+        id: "idade-preco"}, quando));
+    }
+    if (reproducao) {
+      var velocidade = velocidadeTexto(v.velocidade);
+      partes.push(h("Span", {className: "faixa-item", id: "velocidade",
+        title: "Quanto tempo de mercado a reprodução avança por segundo de relógio, medido " +
+          "pelos preços que chegam a esta página."},
+        velocidade ? "Velocidade real: " + velocidade : "Velocidade real: medindo…"));
     }
     /* credits: the live status event's if it carries them, else the page's snapshot */
     var creditos = v.fonte && typeof v.fonte.orcamento_creditos === "number" ? v.fonte : s;
@@ -222,13 +417,6 @@
         numero(restam, 0) + " de " + numero(creditos.orcamento_creditos, 0) +
         " créditos no mês"));
     }
-    /* the last event received, else the server's clock when it read the history */
-    var hora = v.atualizado_em ? horaNoFuso(v.atualizado_em, cfg.fuso)
-      : (s.agora ? s.agora.slice(11, 19) : null);
-    if (hora) {
-      partes.push(h("Span", {className: "faixa-item faixa-hora", id: "atualizado"},
-        "Atualizado às " + hora + " (" + cfg.fuso + ")"));
-    }
     return partes;
   }
 
@@ -237,4 +425,6 @@
     cartoes: cartoes,
     faixa: faixa
   });
+  window.cryptotechFormatos = {idade: idadeTexto, velocidade: velocidadeTexto,
+    tipoFonte: tipoFonte};
 }());

@@ -17,7 +17,12 @@
  *    Redraws are coalesced: a round over the charts at most every INTERVALO_GRAFICOS ms.
  * 3. Cards and banner. The latest metrics, price, forecast and source state are handed to
  *    small Dash stores with dash_clientside.set_props (at most every INTERVALO_PAINEL ms);
- *    painel-cartoes.js draws them (clientside callbacks, namespace "painel").
+ *    painel-cartoes.js draws them (clientside callbacks, namespace "painel"). The banner also
+ *    gets the age of the newest price, the replay's real speed (market time per second of
+ *    clock, from the ticks' own times against their arrival here, unless the source reports
+ *    `velocidade_real`) and the engine's state (`motor`): from the `status` event when it
+ *    carries it, else from GET /status, read when the page starts and then at most every
+ *    INTERVALO_STATUS ms, on the `status` heartbeat.
  *
  * window.cryptotechPainel exposes the state for tests and the latency benchmark: `medidas`
  * holds, for each live tick drawn, when it arrived and when its extendTraces finished.
@@ -33,6 +38,8 @@
   var MAX_RECENTES = 20000;
   var MAX_MEDIDAS = 20000;
   var ESPERA_FIGURA_MS = 20000;
+  var INTERVALO_STATUS = 30000;
+  var JANELA_RITMO_MS = 30000;
 
   var e = {
     config: null,
@@ -58,7 +65,13 @@
     preenchidas: {},
     medidas: [],
     eventos: 0,
-    reconexoes: 0
+    reconexoes: 0,
+    ritmo: [],
+    ultimoPreco: null,
+    motor: null,
+    motorNoEvento: false,
+    velocidadeFonte: null,
+    statusLido: 0
   };
 
   GRAFICOS.forEach(function (id) { e.pendentes[id] = []; });
@@ -78,6 +91,29 @@
   var FILTROS = {
     fora_do_intervalo: function (d) { return d.dentro_do_intervalo === false; }
   };
+
+  /*
+   * Market seconds per second of clock over the last JANELA_RITMO_MS of arrivals: samples are
+   * {chegada: arrival ms, mercado: newest tick time ms so far}. Null below 2 s of arrivals.
+   */
+  function velocidade(amostras) {
+    if (!amostras || amostras.length < 2) { return null; }
+    var a = amostras[0], b = amostras[amostras.length - 1];
+    var relogio = (b.chegada - a.chegada) / 1000;
+    if (relogio < 2) { return null; }
+    return Math.max(0, (b.mercado - a.mercado) / 1000) / relogio;
+  }
+
+  function anotarRitmo(horario, chegada) {
+    var t = Date.parse(horario);
+    if (!isFinite(t)) { return; }
+    if (e.ultimoPreco === null || t > e.ultimoPreco) { e.ultimoPreco = t; }
+    e.ritmo.push({chegada: chegada, mercado: e.ultimoPreco});
+    var corte = chegada - JANELA_RITMO_MS;
+    var velhas = 0;
+    while (velhas < e.ritmo.length - 2 && e.ritmo[velhas].chegada < corte) { velhas += 1; }
+    if (velhas) { e.ritmo.splice(0, velhas); }
+  }
 
   function valor(campo, d) { return DERIVADOS[campo] ? DERIVADOS[campo](d) : d[campo]; }
 
@@ -122,6 +158,7 @@
     e.atualizadoEm = Date.now();
     if (tipo === "tick" || tipo === "previsao" || tipo === "resultado") {
       var item = {tipo: tipo, dados: dados, chegada: agora()};
+      if (tipo === "tick") { anotarRitmo(dados.horario, item.chegada); }
       e.recentes.push(item);
       if (e.recentes.length > MAX_RECENTES * 1.25) {
         e.recentes.splice(0, e.recentes.length - MAX_RECENTES);
@@ -136,6 +173,9 @@
       if (dados.moeda === e.moeda) { e.metricas = dados; e.metricasNovas = true; }
     } else if (tipo === "status") {
       e.fonte = dados;
+      if (dados.motor !== undefined) { e.motor = dados.motor; e.motorNoEvento = true; }
+      if (typeof dados.velocidade_real === "number") { e.velocidadeFonte = dados.velocidade_real; }
+      if (!e.motorNoEvento && agora() - e.statusLido >= INTERVALO_STATUS) { lerStatus(); }
     } else if (tipo === "reset") {
       recarregar();
     } else if (tipo === "adeus" || tipo === "removido") {
@@ -145,6 +185,22 @@
     }
     mudarConexao("aberta");
     agendarPainel();
+  }
+
+  /* GET /status for what the `status` event does not carry (the engine's state). */
+  function lerStatus() {
+    e.statusLido = agora();
+    if (!window.fetch || !e.config.status) { return; }
+    window.fetch(e.config.status, {cache: "no-store", headers: {Accept: "application/json"}})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (j) {
+        if (!j) { return; }
+        if (!e.motorNoEvento) { e.motor = j.motor || null; }
+        var vel = j.fonte && j.fonte.velocidade_real;
+        if (typeof vel === "number") { e.velocidadeFonte = vel; }
+        agendarPainel();
+      })
+      .catch(function () { return null; });
   }
 
   /* The server could not resume after our last id ("reset"): read the history again. */
@@ -351,8 +407,10 @@
   function atualizarPainel() {
     e.painelAgendado = null;
     e.ultimoPainel = agora();
+    var vel = typeof e.velocidadeFonte === "number" ? e.velocidadeFonte : velocidade(e.ritmo);
     setProps("painel-vivo", {data: {conexao: e.conexao, fonte: e.fonte,
-      atualizado_em: e.atualizadoEm, reconexoes: e.reconexoes}});
+      atualizado_em: e.atualizadoEm, reconexoes: e.reconexoes, motor: e.motor,
+      ultimo_preco: e.ultimoPreco, velocidade: vel, agora: Date.now()}});
     if (e.metricasNovas) {
       e.metricasNovas = false;
       setProps("painel-metricas", {data: e.metricas});
@@ -372,6 +430,7 @@
       e.config = cfg;
       e.ultimoId = typeof cfg.ultimo_id === "number" ? cfg.ultimo_id : null;
       conectar();
+      lerStatus();
     },
     base: function (baseMoeda, baseComparador) {
       [baseMoeda, baseComparador].forEach(function (base) {
@@ -383,6 +442,10 @@
           e.atual = {preco: historico.tick[historico.tick.length - 1] || null,
             previsao: historico.previsao[historico.previsao.length - 1] || null};
           e.metricas = null;
+          var ultimo = e.atual.preco && Date.parse(e.atual.preco.horario);
+          if (ultimo && (e.ultimoPreco === null || ultimo > e.ultimoPreco)) {
+            e.ultimoPreco = ultimo;
+          }
         }
         aguardarFigura(base);
       });
@@ -394,15 +457,30 @@
       [baseMoeda, baseComparador].forEach(function (b) { if (b) { vivas[b.versao] = true; } });
       Object.keys(e.bases).forEach(function (v) { if (!vivas[v]) { delete e.bases[v]; } });
     },
-    csv: function (moeda, cfg) {
-      return cfg && moeda ? cfg.csv.replace("{moeda}", encodeURIComponent(moeda))
-        : window.dash_clientside.no_update;
+    /*
+     * The CSV export of the chosen coin and window: the forecasts made from the window's
+     * start (the coin's newest price minus the window) to that newest price.
+     */
+    csv: function (moeda, janela, atual, cfg) {
+      if (!cfg || !moeda) { return window.dash_clientside.no_update; }
+      var url = cfg.csv.replace("{moeda}", encodeURIComponent(moeda));
+      var fim = atual && atual.preco ? Date.parse(atual.preco.horario) : NaN;
+      var segundos = (cfg.janelas || {})[janela];
+      if (isFinite(fim) && segundos) {
+        url += "&inicio=" + encodeURIComponent(isoUtc(fim - segundos * 1000)) +
+          "&fim=" + encodeURIComponent(isoUtc(fim));
+      }
+      if (cfg.csv_ordem) { url += "&ordem=" + cfg.csv_ordem; }
+      return url;
     }
   });
+
+  function isoUtc(ms) { return new Date(ms).toISOString().slice(0, 19) + "Z"; }
 
   window.cryptotechPainel = {
     estado: e,
     medidas: function () { return e.medidas.slice(); },
+    velocidade: velocidade,
     pontos: function (id) {
       var gd = graficoDom(id);
       return gd && gd.data ? gd.data.map(function (t) {
