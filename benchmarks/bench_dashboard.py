@@ -22,6 +22,10 @@ most every 100 ms, then Plotly's redraw of the price chart, the first of the rou
 browser clock is compared with ``time.time()`` before each phase (the offset, a fraction of a
 millisecond on one machine, is subtracted).
 
+Before the latency phases, the first load of ``/painel/`` is weighed: every response's bytes
+as Chromium received them (``Network.loadingFinished``'s ``encodedDataLength``, through CDP)
+and its decoded body, summed, in a fresh context with the cache off.
+
 Two paces: 2 ticks/s (each tick alone, like a live source that brings one price per coin a
 minute) and 40 ticks/s (the demo's pace, where redraws are coalesced).
 
@@ -199,35 +203,6 @@ def page_weight(browser, url: str) -> dict:
         context.close()
 
 
-def measure_weight() -> dict:
-    """:func:`page_weight` of a page with a little history (no latency phases)."""
-    from playwright.sync_api import sync_playwright
-
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    sys.path.insert(0, str(common.REPO / "tests"))
-    from conftest import LiveServer
-
-    from cryptotech.api.app import create_app
-    from cryptotech.config import Settings
-    from cryptotech.dashboard import mount_dashboard
-
-    folder = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
-    settings = Settings(coins=COINS, model={"candidates": ["bayes_linear"]},
-                        store={"path": str(folder / "painel.db")}, source={"backfill": False})
-    app = create_app(settings, None, extensions=[mount_dashboard])
-    with LiveServer(app) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        try:
-            bench = _Bench(folder, None, server)
-            bench.next_ts = datetime.fromisoformat("2025-01-01T00:00:00+00:00")
-            for tick in _ticks(2 * HISTORY, bench.next_ts, bench.prices):
-                bench.handle(tick)
-            return page_weight(browser, server.url)
-        finally:
-            browser.close()
-            shutil.rmtree(folder, ignore_errors=True)
-
-
 def measure(quick: bool) -> dict:
     """Everything above; raises RuntimeError with the reason when it cannot run."""
     try:
@@ -257,6 +232,8 @@ def measure(quick: bool) -> dict:
             for tick in _ticks(2 * HISTORY, bench.next_ts, bench.prices):
                 bench.handle(tick)
             bench.next_ts += HISTORY * STEP
+            common.log("dashboard: first-load weight")
+            weight = page_weight(browser, server.url)
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(server.url + "/painel/")
             page.wait_for_function(
@@ -268,7 +245,7 @@ def measure(quick: bool) -> dict:
             for rate, n in plan(quick):
                 common.log(f"dashboard: {n} ticks at {rate:g}/s")
                 phases.append(_phase(bench, rate, n))
-            return {"phases": phases, "chromium": browser.version}
+            return {"phases": phases, "chromium": browser.version, "weight": weight}
         finally:
             browser.close()
             shutil.rmtree(folder, ignore_errors=True)
@@ -299,7 +276,19 @@ def run(ctx) -> dict:
          "chart first (events in between are drawn together); at 2 ticks/s each tick is drawn "
          "alone",
          "server, engine and browser share the machine's CPUs"])
-    return {"tables": [table], "data": out, "notes": []}
+    weight = out["weight"]
+    mb = 1024 * 1024
+    first_load = common.table(
+        "First load of /painel/ (fresh browser context, cache off; the SSE stream excluded)",
+        ["requests", "bytes received (MB)", "bodies decoded (MB)", "largest responses"],
+        [[str(weight["requests"]), f"{weight['wire_bytes'] / mb:.2f}",
+          f"{weight['body_bytes'] / mb:.2f}",
+          "; ".join(f"{name.rsplit('/', 1)[-1]} {n / 1024:.0f} KB"
+                    for name, n, _ in weight["largest"][:3])]],
+        [f"{HISTORY} ticks per coin of history in the page's first callback; bytes received "
+         "are Chromium's encodedDataLength (headers and body as sent, compressed if the "
+         "server compressed it)"])
+    return {"tables": [first_load, table], "data": out, "notes": []}
 
 
 if __name__ == "__main__":

@@ -46,11 +46,11 @@ CITY_NAMES = {"Sao_Paulo": "São Paulo", "Belem": "Belém", "Maceio": "Maceió",
               "Lisbon": "Lisboa", "London": "Londres", "New_York": "Nova York"}
 CURRENCY = {"usd": "US$", "brl": "R$", "eur": "€", "gbp": "£", "jpy": "¥"}
 #: Dash 4's dropdown texts, in Portuguese.
-DROPDOWN_LABELS = {"select_all": "Selecionar todas", "deselect_all": "Limpar seleção",
+DROPDOWN_LABELS: Any = {"select_all": "Selecionar todas", "deselect_all": "Limpar seleção",
                    "selected_count": "{num_selected} selecionadas", "search": "Buscar",
                    "clear_search": "Limpar busca", "clear_selection": "Limpar seleção",
                    "no_options_found": "Nenhuma moeda encontrada"}
-GRAPH_CONFIG = {"displayModeBar": False, "displaylogo": False, "scrollZoom": False,
+GRAPH_CONFIG: Any = {"displayModeBar": False, "displaylogo": False, "scrollZoom": False,
                 "doubleClick": "reset+autosize"}
 
 INDEX = """<!DOCTYPE html>
@@ -71,6 +71,11 @@ INDEX = """<!DOCTYPE html>
 </footer>
 </body>
 </html>"""
+
+
+def aria(label: str) -> dict[str, Any]:
+    """An ``aria-label`` for a Dash component (``**aria("Métricas")``)."""
+    return {"aria-label": label}
 
 
 def human_duration(text: str) -> str:
@@ -125,12 +130,12 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
 
     app = Dash(
         __name__,
-        server=server,
+        server=server,  # type: ignore[arg-type]  # Dash 4.4's FastAPI backend; stubs lag
         routes_pathname_prefix=PREFIX,
         requests_pathname_prefix=PREFIX,
         assets_folder=str(ASSETS),
         title=TITLE,
-        update_title=None,
+        update_title="",  # the tab's title never changes
         serve_locally=True,
         compress=False,
         meta_tags=[{"name": "theme-color", "content": "#0d1117"},
@@ -276,7 +281,7 @@ def _no_websocket(app: Dash) -> None:
     comes over SSE and its callbacks are plain HTTP, so the page is told there is none: one
     connection less per viewer, and no failed handshake on servers run without WebSockets.
     """
-    app.backend.websocket_capability = False  # type: ignore[attr-defined]
+    app.backend.websocket_capability = False
 
 
 def _panel(title: str, graph_id: str, note: str, *extra: Any) -> html.Section:
@@ -371,8 +376,8 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon
                          "com o resultado de cada uma (CSV)"),
         ]),
         # the alerts' own section (assets/alertas.js fills it); hidden while empty
-        html.Section(id="alertas", className="alertas", **{"aria-label": "Alertas"}),
-        html.Section(id="cartoes", className="cartoes", **{"aria-label": "Métricas"}),
+        html.Section(id="alertas", className="alertas", **aria("Alertas")),
+        html.Section(id="cartoes", className="cartoes", **aria("Métricas")),
         html.Div(className="graficos", children=[
             _panel(f"Preço e previsão para daqui a {horizon}", "grafico-preco",
                    f"A previsão e o intervalo de {level} aparecem na hora a que se referem."),

@@ -397,7 +397,8 @@
     if (ultimo !== null) {
       var quando = reproducao
         ? "Mercado em " + dataHoraNoFuso(ultimo, cfg.fuso)
-        : "Último preço " + idadeTexto(idade) + " (às " + horaNoFuso(ultimo, cfg.fuso) +
+        : "Último preço " + idadeTexto(idade) + " (" + (idade > 20 * 3600 * 1000
+          ? dataHoraNoFuso(ultimo, cfg.fuso) : "às " + horaNoFuso(ultimo, cfg.fuso)) +
           ", horário de " + cfg.fuso_nome + ")";
       partes.push(h("Span", {className: "faixa-item faixa-hora" + (atrasado ? " atrasado" : ""),
         id: "idade-preco"}, quando));
