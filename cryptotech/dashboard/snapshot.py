@@ -116,7 +116,7 @@ def coin_state(state: Any, coin: str) -> tuple[dict[str, Any] | None, float | No
 
 def source_state(state: Any) -> dict[str, Any]:
     """The ``status`` event's payload plus what the banner needs that it lacks: the kind of
-    source and its credit budget."""
+    source, its credit budget and a replay's measured speed."""
     engine, hub = state.engine, state.hub
     brief = state.presenter.status_brief(engine, hub.subscribers, hub.last_id)
     out = brief.model_dump(mode="json")
@@ -124,4 +124,6 @@ def source_state(state: Any) -> dict[str, Any]:
     out["tipo"] = src.source if src is not None else None
     out["creditos_usados_mes"] = src.credits_used_month if src is not None else 0
     out["orcamento_creditos"] = src.credit_budget if src is not None else 0
+    # a replay's measured speed, market seconds per second (sources that measure it)
+    out["velocidade_real"] = getattr(src, "velocidade_real", None)
     return out

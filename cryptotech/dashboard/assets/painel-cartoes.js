@@ -312,10 +312,10 @@
     return melhor;
   }
 
-  var NOMES_TAREFAS = {source: "fonte de preços", fonte: "fonte de preços",
-    consumer: "aprendizado", engine: "aprendizado", checkpoint: "salvamento do modelo",
-    checkpoints: "salvamento do modelo", ping: "pulsação do stream", pings: "pulsação do stream",
-    status: "status", alerts: "alertas", alertas: "alertas"};
+  var NOMES_TAREFAS = {fonte: "fonte de preços", source: "fonte de preços",
+    checkpoints: "salvamento do modelo", checkpoint: "salvamento do modelo",
+    pulsacao: "pulsação do stream", ping: "pulsação do stream", encerramento: "encerramento",
+    alertas: "alertas", alerts: "alertas"};
 
   function nomeTarefa(nome) {
     var chave = String(nome).toLowerCase().replace(/^(engine|motor)[-_.]/, "");
@@ -343,8 +343,9 @@
     }).join("; ");
     var texto, classe;
     if (motor.aprendendo === false || falhas.length) {
-      texto = "Motor parado" + (falhas.length ? ": " + falhas.map(nomeTarefa).join(", ") +
-        " falhou" : ": não está aprendendo");
+      texto = "Motor parado: " + (falhas.length ? falhas.map(nomeTarefa).join(", ") +
+        (falhas.length === 1 ? " falhou" : " falharam")
+        : (motor.motivo && motor.motivo !== "aprendendo" ? motor.motivo : "não está aprendendo"));
       classe = "erro";
     } else if (reinicios.length) {
       texto = "Motor reiniciando: " + reinicios.map(nomeTarefa).join(", ");
@@ -404,7 +405,8 @@
         id: "idade-preco"}, quando));
     }
     if (reproducao) {
-      var velocidade = velocidadeTexto(v.velocidade);
+      var velocidade = velocidadeTexto(typeof v.velocidade === "number" ? v.velocidade
+        : s.velocidade_real);
       partes.push(h("Span", {className: "faixa-item", id: "velocidade",
         title: "Quanto tempo de mercado a reprodução avança por segundo de relógio, medido " +
           "pelos preços que chegam a esta página."},

@@ -21,8 +21,8 @@
  *    gets the age of the newest price, the replay's real speed (market time per second of
  *    clock, from the ticks' own times against their arrival here, unless the source reports
  *    `velocidade_real`) and the engine's state (`motor`): from the `status` event when it
- *    carries it, else from GET /status, read when the page starts and then at most every
- *    INTERVALO_STATUS ms, on the `status` heartbeat.
+ *    carries it, else from GET /status, read when the page starts and then every
+ *    INTERVALO_STATUS ms (a timer of its own: a stalled engine may stop the heartbeat too).
  *
  * window.cryptotechPainel exposes the state for tests and the latency benchmark: `medidas`
  * holds, for each live tick drawn, when it arrived and when its extendTraces finished.
@@ -71,7 +71,8 @@
     motor: null,
     motorNoEvento: false,
     velocidadeFonte: null,
-    statusLido: 0
+    statusLido: 0,
+    statusRecebidos: 0
   };
 
   GRAFICOS.forEach(function (id) { e.pendentes[id] = []; });
@@ -175,7 +176,7 @@
       e.fonte = dados;
       if (dados.motor !== undefined) { e.motor = dados.motor; e.motorNoEvento = true; }
       if (typeof dados.velocidade_real === "number") { e.velocidadeFonte = dados.velocidade_real; }
-      if (!e.motorNoEvento && agora() - e.statusLido >= INTERVALO_STATUS) { lerStatus(); }
+
     } else if (tipo === "reset") {
       recarregar();
     } else if (tipo === "adeus" || tipo === "removido") {
@@ -189,12 +190,13 @@
 
   /* GET /status for what the `status` event does not carry (the engine's state). */
   function lerStatus() {
+    if (e.motorNoEvento || !window.fetch || !e.config.status) { return; }
     e.statusLido = agora();
-    if (!window.fetch || !e.config.status) { return; }
     window.fetch(e.config.status, {cache: "no-store", headers: {Accept: "application/json"}})
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (j) {
         if (!j) { return; }
+        e.statusRecebidos += 1;
         if (!e.motorNoEvento) { e.motor = j.motor || null; }
         var vel = j.fonte && j.fonte.velocidade_real;
         if (typeof vel === "number") { e.velocidadeFonte = vel; }
@@ -431,6 +433,7 @@
       e.ultimoId = typeof cfg.ultimo_id === "number" ? cfg.ultimo_id : null;
       conectar();
       lerStatus();
+      setInterval(lerStatus, INTERVALO_STATUS);
     },
     base: function (baseMoeda, baseComparador) {
       [baseMoeda, baseComparador].forEach(function (base) {
