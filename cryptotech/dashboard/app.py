@@ -204,7 +204,7 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
                                              level_pct)
         if not ticks:
             figures.waiting(price, WAITING_PRICES)
-        if not history["resultado"]:
+        if not snapshot.settled(history):
             for figure in (change, evolution):
                 figures.waiting(figure, f"Aguardando os primeiros resultados: cada previsão é "
                                         f"conferida {horizon} depois de feita.")

@@ -338,8 +338,12 @@
     var base = e.bases[versao];
     if (!base) { return false; }
     var itens = [];
-    ["tick", "previsao", "resultado"].forEach(function (tipo) {
-      (base.historico[tipo] || []).forEach(function (d) { itens.push({tipo: tipo, dados: d}); });
+    var historico = base.historico;
+    (historico.tick || []).forEach(function (d) { itens.push({tipo: "tick", dados: d}); });
+    (historico.previsao || []).forEach(function (d) {
+      itens.push({tipo: "previsao", dados: d});
+      /* a settled forecast comes once: it is also the `resultado` it was */
+      if (d.situacao === "realizada") { itens.push({tipo: "resultado", dados: d}); }
     });
     e.preenchidas[id] = versao;
     aplicar(id, gd, itens.concat(e.recentes));
