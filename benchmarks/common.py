@@ -340,16 +340,17 @@ def engine_run(ctx: Context, coin: str, config: str, days: float,
     issued: dict[int, tuple] = {}
     raw_err: Counter = Counter()
     for i, tick in enumerate(ticks):
-        prediction, outcomes = learner.process(tick)
+        predictions, outcomes = learner.process(tick)
         result.outcomes.extend(outcomes)
-        if prediction is not None:
+        for prediction in predictions:
             models[prediction.model] += 1
-            item = learner.pending[-1]
+            item = learner.horizons[prediction.horizon].pending[-1]
             issued[id(item.prediction)] = (item.prediction, item.z_hat, item.sigma)
         for o in outcomes:
             entry = issued.pop(id(o.prediction), None)
             if entry is not None:
                 p, z_hat, sigma = entry
+                raw_err["persistence"] += abs(p.price - o.actual)
                 for name, z in z_hat.items():
                     raw_err[name] += abs(p.price * math.exp(z * sigma) - o.actual)
         if i in cut_points:

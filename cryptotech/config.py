@@ -1,7 +1,8 @@
 """Settings: ``config.toml`` first, then ``CRYPTOTECH_*`` environment variables on top.
 
-Nested keys use a double underscore in the environment: ``CRYPTOTECH_MODEL__HORIZON=30m``
-overrides ``[model] horizon``. ``CRYPTOTECH_COINS="btc=bitcoin,eth=ethereum"`` replaces the
+Nested keys use a double underscore in the environment: ``CRYPTOTECH_MODEL__INTERVAL_LEVEL=0.8``
+overrides ``[model] interval_level``; lists take JSON
+(``CRYPTOTECH_MODEL__HORIZONS='["1h", "4h"]'``). ``CRYPTOTECH_COINS="btc=bitcoin,eth=ethereum"`` replaces the
 coin table. The CoinGecko key is read only from ``CRYPTOTECH_COINGECKO_API_KEY`` and never
 printed (it is a ``SecretStr``).
 """
@@ -23,6 +24,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
@@ -86,29 +88,90 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ModelSettings(_Section):
-    """How each coin's learner forecasts."""
+def horizon_label(horizon: timedelta | float) -> str:
+    """The label of a horizon (a timedelta or seconds) as it appears everywhere: ``"1h"``.
 
-    horizon: Duration = timedelta(hours=1)
-    interval_level: float = Field(0.90, gt=0.5, lt=1.0)
-    candidates: list[Literal["bayes_linear", "hoeffding_tree", "arf"]] = list(CANDIDATES)
+    Whole hours up to a day are said in hours (``"24h"``, as users say it), longer whole days
+    in days (``"2d"``), the rest as :func:`format_duration` says it.
+
+    >>> horizon_label(timedelta(minutes=15)), horizon_label(86400), horizon_label(2 * 86400)
+    ('15m', '24h', '2d')
+    """
+    if not isinstance(horizon, timedelta):
+        horizon = timedelta(seconds=horizon)
+    seconds = horizon.total_seconds()
+    if 3600 <= seconds <= 86400 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    return format_duration(horizon)
+
+
+DEFAULT_HORIZONS = [timedelta(minutes=15), timedelta(hours=1), timedelta(hours=4),
+                    timedelta(hours=24)]
+
+
+class ModelSettings(_Section):
+    """How each coin's learner forecasts.
+
+    ``horizons`` lists every horizon forecast side by side; the first is the one the API and
+    the dashboard show by default. The old key ``horizon`` (one duration) is still accepted as
+    a one-horizon alias: when given, it replaces ``horizons`` by ``[horizon]`` (so
+    ``CRYPTOTECH_MODEL__HORIZON=30m`` or ``backtest --horizon 30m`` run that horizon alone).
+    ``settings.horizon`` reads the first horizon.
+    """
+
+    horizons: list[Duration] = Field(default_factory=lambda: list(DEFAULT_HORIZONS),
+                                     min_length=1, max_length=8)
+    interval_level: float = Field(default=0.90, gt=0.5, lt=1.0)
+    move_thresholds: list[float] = Field(default_factory=lambda: [0.02, 0.05], max_length=8)
+    candidates: list[Literal["bayes_linear", "hoeffding_tree", "arf"]] = []
     seed: int = 42
     label_tolerance: Duration = timedelta(minutes=10)
-    metrics_window: int = Field(1000, ge=10, le=1_000_000)
-    arf_trees: int = Field(10, ge=1, le=100)
-    max_pending: int = Field(20_000, ge=10)
+    metrics_window: int = Field(default=1000, ge=10, le=1_000_000)
+    arf_trees: int = Field(default=10, ge=1, le=100)
+    max_pending: int = Field(default=20_000, ge=10)
 
-    @field_validator("horizon")
+    @model_validator(mode="before")
     @classmethod
-    def _horizon_range(cls, td: timedelta) -> timedelta:
-        if not timedelta(minutes=1) <= td <= timedelta(days=7):
-            raise ValueError("must be between 1m and 7d")
-        return td
+    def _horizon_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("horizon") is not None:
+            data = dict(data)
+            data["horizons"] = [data.pop("horizon")]
+        elif isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k != "horizon"}
+        return data
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizon_range(cls, tds: list[timedelta]) -> list[timedelta]:
+        for td in tds:
+            if not timedelta(minutes=1) <= td <= timedelta(days=7):
+                raise ValueError(f"every horizon must be between 1m and 7d, got "
+                                 f"{horizon_label(td)}")
+        labels = [horizon_label(td) for td in tds]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"horizons must differ, got {labels}")
+        return tds
+
+    @field_validator("move_thresholds")
+    @classmethod
+    def _thresholds(cls, values: list[float]) -> list[float]:
+        if any(not 0 < v < 1 for v in values):
+            raise ValueError("every move threshold is a fraction between 0 and 1 (0.02 = 2 %)")
+        return sorted(set(values))
 
     @field_validator("label_tolerance")
     @classmethod
     def _tolerance(cls, td: timedelta) -> timedelta:
         return _positive(td)
+
+    @property
+    def horizon(self) -> timedelta:
+        """The first horizon: the one shown by default."""
+        return self.horizons[0]
+
+    @property
+    def horizon_labels(self) -> list[str]:
+        return [horizon_label(td) for td in self.horizons]
 
 
 class SourceSettings(_Section):

@@ -104,9 +104,9 @@ class Engine:
                                            and tick.epoch <= learner.last_t):
             learner.process(tick)  # counted by the learner: invalid, duplicate or out of order
             return []
-        prediction, outcomes = learner.process(tick)
+        predictions, outcomes = learner.process(tick)
         try:
-            result = self.store.commit_tick(tick, prediction, outcomes)
+            result = self.store.commit_tick(tick, predictions, outcomes)
         except StoreError as exc:
             self.store_errors += 1
             log.error("%s: tick not stored (%s); restoring the learner from the store", tick.coin,
@@ -211,8 +211,15 @@ class Engine:
     # -- snapshots for the API (event-loop thread, read-only) ----------------------------
 
     def metrics_payload(self, coin: str) -> dict[str, Any]:
+        """Today's keys for the first horizon, and ``by_horizon``: every horizon's metrics and
+        the model behind its published median."""
         learner = self.learners[coin]
-        return {"coin": coin, "model_in_use": learner.model_in_use, "metrics": learner.metrics()}
+        by_horizon = {label: {"model_in_use": h.model_in_use, "metrics": h.metrics()}
+                      for label, h in learner.horizons.items()}
+        first = by_horizon[next(iter(by_horizon))]
+        return {"coin": coin, "horizon": next(iter(by_horizon)),
+                "model_in_use": first["model_in_use"], "metrics": first["metrics"],
+                "by_horizon": by_horizon}
 
     def status(self) -> dict[str, Any]:
         source = self.source.status.to_dict() if self.source is not None else None
@@ -223,8 +230,8 @@ class Engine:
                 "last_tick_at": _iso(last),
                 "model_in_use": learner.model_in_use,
                 "ticks_seen": learner.ticks_seen,
-                "pending_labels": len(learner.pending),
-                "ignored": dict(learner.counts),
+                "pending_labels": learner.pending_count,
+                "ignored": dict(learner.all_counts),
                 "recovery": self.recovery.get(coin),
             }
         return {

@@ -11,8 +11,9 @@ Tables (documented for users in the README):
 * ``ticks(id, coin, ts, price, market_cap, volume_24h, change_24h)``, unique ``(coin, ts)``;
 * ``events(id, kind, coin, ts, data)``: every stored SSE event (``tick``, ``previsao``,
   ``resultado``), ``id`` only grows and is the SSE event id;
-* ``predictions(id, coin, made_at, target_at, price, forecast, lower, upper, model, tick_id)``:
-  ``id`` is the id of its ``previsao`` event;
+* ``predictions(id, coin, made_at, target_at, price, forecast, lower, upper, model, tick_id,
+  horizon, q05, q10, q25, q50, q75, q90, q95, p_up, vol)``: ``id`` is the id of its ``previsao``
+  event; one row per coin, horizon (label such as ``"1h"``) and ``made_at``;
 * ``outcomes(prediction_id, actual, error, covered, settled_at, event_id)``;
 * ``pending_labels``: a view of the predictions whose target time is still ahead;
 * ``checkpoints(id, coin, created_at, last_tick_id, river_version, python_version, size, blob)``;
@@ -35,7 +36,7 @@ from typing import Any
 from cryptotech.domain import Outcome, Prediction, Tick, from_epoch
 from cryptotech.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -94,7 +95,25 @@ MIGRATIONS: dict[int, str] = {
         WHERE NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.prediction_id = p.id)
           AND p.target_at > (SELECT MAX(t.ts) FROM ticks t WHERE t.coin = p.coin);
     """,
+    # several horizons per coin and the forecast distribution (PROB-INTERFACE); rows from
+    # before it are one-horizon forecasts of the then default horizon, "1h"
+    2: """
+    ALTER TABLE predictions ADD COLUMN horizon TEXT NOT NULL DEFAULT '1h';
+    ALTER TABLE predictions ADD COLUMN q05 REAL;
+    ALTER TABLE predictions ADD COLUMN q10 REAL;
+    ALTER TABLE predictions ADD COLUMN q25 REAL;
+    ALTER TABLE predictions ADD COLUMN q50 REAL;
+    ALTER TABLE predictions ADD COLUMN q75 REAL;
+    ALTER TABLE predictions ADD COLUMN q90 REAL;
+    ALTER TABLE predictions ADD COLUMN q95 REAL;
+    ALTER TABLE predictions ADD COLUMN p_up REAL;
+    ALTER TABLE predictions ADD COLUMN vol REAL;
+    CREATE INDEX predictions_coin_horizon_made_at ON predictions (coin, horizon, made_at);
+    """,
 }
+
+QUANTILE_COLUMNS = ("q05", "q10", "q25", "q50", "q75", "q90", "q95")
+"""The ``predictions`` columns of the quantiles at :data:`~cryptotech.domain.QUANTILE_LEVELS`."""
 
 KEEP_CHECKPOINTS = 3
 
@@ -145,16 +164,26 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
     return {
         "coin": p.coin, "made_at": p.made_at.timestamp(), "target_at": p.target_at.timestamp(),
         "price": p.price, "forecast": p.forecast, "lower": p.lower, "upper": p.upper,
-        "model": p.model,
+        "model": p.model, "horizon": p.horizon, "quantiles": [_finite(q) for q in p.quantiles],
+        "p_up": _finite(p.p_up), "vol": _finite(p.vol),
+        "p_move": [[x, _finite(prob)] for x, prob in p.p_move],
     }
+
+
+def _quantile_values(p: Prediction) -> tuple[float | None, ...]:
+    if len(p.quantiles) == len(QUANTILE_COLUMNS):
+        return tuple(_finite(q) for q in p.quantiles)
+    return (None,) * len(QUANTILE_COLUMNS)
 
 
 class Store:
     """The SQLite database of one engine. Thread-safe: writes are serialised by a lock."""
 
-    def __init__(self, path: Path | str, readonly: bool = False):
+    def __init__(self, path: Path | str, readonly: bool = False,
+                 default_horizon: str = "1h"):
         self.path = Path(path)
         self.readonly = readonly
+        self.default_horizon = default_horizon
         if not readonly:
             if not self.path.parent.exists():
                 raise StoreError(
@@ -244,10 +273,11 @@ class Store:
 
     # -- writing -------------------------------------------------------------------------
 
-    def commit_tick(self, tick: Tick, prediction: Prediction | None,
+    def commit_tick(self, tick: Tick, predictions: Sequence[Prediction],
                     outcomes: Sequence[Outcome], extra_events: Sequence[tuple[str, dict]] = ()
                     ) -> tuple[int, list[StoredEvent]] | None:
-        """Store a tick and everything it caused in one transaction.
+        """Store a tick and everything it caused in one transaction: its forecasts (one per
+        horizon), the outcomes it settled and any extra events.
 
         Returns the tick id and the stored events in id order, or ``None`` when the tick is
         already stored (same coin and timestamp): it is then a duplicate and nothing changes.
@@ -277,8 +307,9 @@ class Store:
                                       "change_24h": _finite(tick.change_24h)})
             for outcome in outcomes:
                 p = outcome.prediction
-                row = tx.execute("SELECT id FROM predictions WHERE coin = ? AND made_at = ?",
-                                 (p.coin, p.made_at.timestamp())).fetchone()
+                row = tx.execute("SELECT id FROM predictions WHERE coin = ? AND horizon = ?"
+                                 " AND made_at = ?",
+                                 (p.coin, p.horizon, p.made_at.timestamp())).fetchone()
                 if row is None:  # its prediction predates the retained history
                     continue
                 data = prediction_json(p) | {"prediction_id": row[0], "actual": outcome.actual,
@@ -288,14 +319,15 @@ class Store:
                            " settled_at, event_id) VALUES (?, ?, ?, ?, ?, ?)",
                            (row[0], outcome.actual, outcome.error, int(outcome.covered),
                             tick.epoch, eid))
-            if prediction is not None:
-                pid = event("previsao", prediction.coin, prediction_json(prediction))
-                p = prediction
+            for p in predictions:
+                pid = event("previsao", p.coin, prediction_json(p))
                 tx.execute("INSERT INTO predictions (id, coin, made_at, target_at, price,"
-                           " forecast, lower, upper, model, tick_id)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " forecast, lower, upper, model, tick_id, horizon, q05, q10, q25, q50,"
+                           " q75, q90, q95, p_up, vol)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (pid, p.coin, p.made_at.timestamp(), p.target_at.timestamp(),
-                            p.price, p.forecast, p.lower, p.upper, p.model, tick_id))
+                            p.price, p.forecast, p.lower, p.upper, p.model, tick_id, p.horizon,
+                            *_quantile_values(p), _finite(p.p_up), _finite(p.vol)))
             for kind, data in extra_events:
                 event(kind, tick.coin, data)
         return tick_id, events
@@ -366,22 +398,30 @@ class Store:
             return {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
                     for table in ("ticks", "predictions", "outcomes", "events", "checkpoints")}
 
-    def latest_prediction(self, coin: str) -> dict[str, Any] | None:
+    def _horizon(self, horizon: str | None) -> str:
+        """``horizon``, or the first configured one (the caller's; else "1h", the old default)."""
+        return horizon if horizon is not None else self.default_horizon
+
+    def latest_prediction(self, coin: str, horizon: str | None = None) -> dict[str, Any] | None:
+        """The newest prediction of ``coin`` at ``horizon`` (``None``: the first configured)."""
         with self.reading() as conn:
             conn.row_factory = sqlite3.Row
-            row = conn.execute("SELECT * FROM predictions WHERE coin = ? ORDER BY id DESC"
-                               " LIMIT 1", (coin,)).fetchone()
+            row = conn.execute("SELECT * FROM predictions WHERE coin = ? AND horizon = ?"
+                               " ORDER BY id DESC LIMIT 1",
+                               (coin, self._horizon(horizon))).fetchone()
             return dict(row) if row else None
 
     def predictions(self, coin: str, start: float | None = None, end: float | None = None,
-                    after_id: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        """Predictions of ``coin`` (made_at in [start, end]) with their outcome if settled,
-        in id order, streamed row by row."""
+                    after_id: int = 0, limit: int | None = None, horizon: str | None = None
+                    ) -> Iterator[dict[str, Any]]:
+        """Predictions of ``coin`` at ``horizon`` (``None``: the first configured; made_at in
+        [start, end]) with their outcome if settled, in id order, streamed row by row."""
         sql = ("SELECT p.id, p.coin, p.made_at, p.target_at, p.price, p.forecast, p.lower,"
-               " p.upper, p.model, o.actual, o.error, o.covered FROM predictions p"
+               " p.upper, p.model, p.horizon, p.q05, p.q10, p.q25, p.q50, p.q75, p.q90, p.q95,"
+               " p.p_up, p.vol, o.actual, o.error, o.covered FROM predictions p"
                " LEFT JOIN outcomes o ON o.prediction_id = p.id"
-               " WHERE p.coin = ? AND p.id > ?")
-        args: list[Any] = [coin, after_id]
+               " WHERE p.coin = ? AND p.horizon = ? AND p.id > ?")
+        args: list[Any] = [coin, self._horizon(horizon), after_id]
         if start is not None:
             sql += " AND p.made_at >= ?"
             args.append(start)

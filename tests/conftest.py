@@ -32,8 +32,8 @@ def fixtures() -> Path:
 
 
 def model_settings(**changes) -> ModelSettings:
-    """Fast model settings for tests (linear candidate only unless asked)."""
-    base = {"candidates": ["bayes_linear"]}
+    """Fast model settings for tests (linear candidate and the 1 h horizon only unless asked)."""
+    base: dict = {"candidates": ["bayes_linear"], "horizons": ["1h"]}
     base.update(changes)
     return ModelSettings(**base)
 
@@ -174,11 +174,12 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.02) -> None
 
 
 def api_settings(tmp_path, **changes):
-    """Settings for API tests: btc and eth, the linear candidate, a temporary database."""
+    """Settings for API tests: btc and eth, the linear candidate, the 1 h horizon, a
+    temporary database."""
     from cryptotech.config import Settings
 
     base = {"coins": {"btc": "bitcoin", "eth": "ethereum"},
-            "model": {"candidates": ["bayes_linear"]},
+            "model": {"candidates": ["bayes_linear"], "horizons": ["1h"]},
             "store": {"path": str(tmp_path / "api.db")},
             "source": {"backfill": False}}
     for key, value in changes.items():

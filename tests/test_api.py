@@ -91,7 +91,7 @@ def test_prever_gives_the_latest_forecast_with_honest_context(api):
     assert p["horizonte"] == "1h" and p["horizonte_segundos"] == 3600
     assert p["nivel_intervalo"] == 0.9 and p["moeda_cotacao"] == "usd"
     assert p["situacao"] == "pendente" and p["preco_real"] is None
-    metrics = api.call(lambda: api.state.engine.learners["btc"].metrics())
+    metrics = api.call(lambda: api.state.engine.learners["btc"].horizon_metrics())
     ctx = p["contexto"]
     assert ctx["resultados"] == metrics["published"]["n"] > 0
     assert ctx["cobertura"] == pytest.approx(metrics["published"]["coverage"])
@@ -229,9 +229,9 @@ def test_csv_chunks_are_lazy(api, monkeypatch):
 
 def test_metricas_beside_persistence(api):
     body = api.client.get("/metricas/eth").json()
-    learner_metrics = api.call(lambda: api.state.engine.learners["eth"].metrics())
+    learner_metrics = api.call(lambda: api.state.engine.learners["eth"].horizon_metrics())
     assert body["moeda"] == "eth" and body["modelo_em_uso"] == "persistence"
-    assert set(body["candidatos"]) == {"bayes_linear"}
+    assert set(body["candidatos"]) == {"bayes_linear", "ewma"}
     assert body["publicado"]["resultados"] == learner_metrics["published"]["n"] > 0
     assert body["persistencia"]["mae"] == pytest.approx(learner_metrics["persistence"]["mae"])
     assert body["candidatos"]["bayes_linear"]["skill_vs_persistencia"] == pytest.approx(

@@ -17,7 +17,8 @@ def test_defaults_match_the_documented_config_toml(monkeypatch, tmp_path):
     assert builtin.model_dump() == documented.model_dump()
     assert documented.coins == {"btc": "bitcoin", "eth": "ethereum", "ada": "cardano",
                                 "sol": "solana", "xrp": "ripple", "doge": "dogecoin"}
-    assert documented.model.horizon == timedelta(hours=1)
+    assert documented.model.horizon_labels == ["15m", "1h", "4h", "24h"]
+    assert documented.model.horizon == timedelta(minutes=15)  # the first, shown by default
     assert documented.timezone == "America/Sao_Paulo"
     assert documented.api.host == "127.0.0.1"
 

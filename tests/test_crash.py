@@ -21,6 +21,7 @@ EXPECTED_TICKS = 2 * 8640
 ENV = {
     "CRYPTOTECH_COINS": "btc=bitcoin,eth=ethereum",
     "CRYPTOTECH_MODEL__CANDIDATES": '["bayes_linear", "hoeffding_tree"]',
+    "CRYPTOTECH_MODEL__HORIZONS": '["1h", "4h"]',  # two horizons: each has its own models
     "CRYPTOTECH_STORE__CHECKPOINT_EVERY": "1s",
 }
 

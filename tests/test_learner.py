@@ -8,20 +8,23 @@ import river
 from conftest import START, model_settings, random_walk
 from river import base
 
-from cryptotech.domain import Tick
+from cryptotech.domain import QUANTILE_LEVELS, Tick
 from cryptotech.errors import CheckpointError
-from cryptotech.learning.learner import CoinLearner, dumps, loads
-from cryptotech.learning.models import PERSISTENCE
+from cryptotech.learning.learner import EWMA, PERSISTENCE, CoinLearner, dumps, loads
 
 
 def run(learner, ticks):
     predictions, outcomes = [], []
     for tick in ticks:
         p, o = learner.process(tick)
-        if p is not None:
-            predictions.append(p)
+        predictions.extend(p)
         outcomes.extend(o)
     return predictions, outcomes
+
+
+def first(learner):
+    """The learner of the first configured horizon."""
+    return learner.horizon()
 
 
 class Recorder(base.Regressor):
@@ -49,8 +52,8 @@ def test_changing_a_later_tick_never_changes_an_earlier_feature_or_prediction():
     for ta, tb in zip(ticks, altered):
         pa, _ = a.process(ta)
         pb, _ = b.process(tb)
-        feats_a.append(a.pending[-1].x if pa else None)
-        feats_b.append(b.pending[-1].x if pb else None)
+        feats_a.append(first(a).pending[-1].x if pa else None)
+        feats_b.append(first(b).pending[-1].x if pb else None)
         if ta.ts < ticks[k].ts:
             assert pa == pb
     assert feats_a[:k] == feats_b[:k]
@@ -60,14 +63,14 @@ def test_changing_a_later_tick_never_changes_an_earlier_feature_or_prediction():
 def test_label_arrives_exactly_at_target_time_and_not_before():
     learner = CoinLearner("btc", model_settings())
     ticks = random_walk(30)
-    first = None
-    for i, tick in enumerate(ticks):
+    made = None
+    for tick in ticks:
         p, outcomes = learner.process(tick)
-        first = first or p
-        if first is None or tick.ts < first.target_at:
+        made = made or (p[0] if p else None)
+        if made is None or tick.ts < made.target_at:
             assert not outcomes
-        elif tick.ts == first.target_at:
-            assert outcomes[0].prediction == first
+        elif tick.ts == made.target_at:
+            assert outcomes[0].prediction == made
             assert outcomes[0].actual == pytest.approx(tick.price, rel=1e-12)
             break
     else:
@@ -78,7 +81,7 @@ def test_label_is_interpolated_between_the_ticks_around_the_target():
     learner = CoinLearner("btc", model_settings(label_tolerance="10m"))
     t0 = START
     learner.process(Tick("btc", t0 - timedelta(minutes=5), 100.5))
-    p, _ = learner.process(Tick("btc", t0, 100.0))
+    (p,), _ = learner.process(Tick("btc", t0, 100.0))
     assert p.target_at == t0 + timedelta(hours=1)
     learner.process(Tick("btc", t0 + timedelta(minutes=55), 110.0))
     _, outcomes = learner.process(Tick("btc", t0 + timedelta(minutes=67), 120.0))
@@ -95,21 +98,23 @@ def test_no_label_across_a_gap_wider_than_the_tolerance():
     # nothing between +30m and +1h45m: the targets of both earlier predictions fall in the gap
     _, outcomes = learner.process(Tick("btc", START + timedelta(minutes=105), 103.0))
     assert outcomes == []
-    assert learner.counts["unlabelled_gap"] == 2
-    assert [p.made_at for p in (i.prediction for i in learner.pending)] == [
+    assert first(learner).counts["unlabelled_gap"] == 2
+    assert [p.made_at for p in (i.prediction for i in first(learner).pending)] == [
         START + timedelta(minutes=105)]
 
 
 def test_pending_queue_is_bounded_and_counts_what_it_drops():
-    learner = CoinLearner("btc", model_settings(max_pending=10, horizon="1d"))
+    learner = CoinLearner("btc", model_settings(max_pending=10, horizons=["1d", "15m"]))
     run(learner, random_walk(50))
-    assert len(learner.pending) == 10
-    assert learner.counts["pending_dropped"] == 50 - 1 - 10  # first tick makes no forecast
+    day, quarter = learner.horizons["24h"], learner.horizons["15m"]
+    assert len(day.pending) == 10 and len(quarter.pending) == 3
+    assert day.counts["pending_dropped"] == 50 - 1 - 10  # first tick makes no forecast
+    assert quarter.counts["pending_dropped"] == 0 and learner.pending_count == 13
 
 
 def test_invalid_duplicate_and_old_ticks_never_reach_learn_one():
     learner = CoinLearner("btc", model_settings())
-    spy = learner.models["bayes_linear"] = Recorder()
+    spy = first(learner).models["bayes_linear"] = Recorder()
     ticks = random_walk(40)
     noisy = []
     for i, t in enumerate(ticks):
@@ -120,7 +125,7 @@ def test_invalid_duplicate_and_old_ticks_never_reach_learn_one():
                       replace(t, price=t.price * 2),  # same timestamp: a duplicate
                       replace(t, ts=t.ts - timedelta(minutes=7))]  # older than the last
     clean = CoinLearner("btc", model_settings())
-    clean_spy = clean.models["bayes_linear"] = Recorder()
+    clean_spy = first(clean).models["bayes_linear"] = Recorder()
     run(learner, noisy)
     run(clean, ticks)
     assert spy.seen == clean_spy.seen and len(spy.seen) > 0
@@ -129,26 +134,14 @@ def test_invalid_duplicate_and_old_ticks_never_reach_learn_one():
     assert learner.counts["duplicate"] == 8 and learner.counts["out_of_order"] == 8
 
 
-def test_selection_never_publishes_a_candidate_losing_badly_to_persistence():
+def test_a_candidate_losing_badly_is_scored_but_never_published():
     learner = CoinLearner("btc", model_settings())
-    learner.models["bayes_linear"] = Recorder(answer=2.5)  # always "up 2.5 sigma"
+    first(learner).models["bayes_linear"] = Recorder(answer=2.5)  # always "up 2.5 sigma"
     predictions, outcomes = run(learner, random_walk(3000, seed=7))
     assert {p.model for p in predictions} == {PERSISTENCE}
-    assert learner.metrics()["bayes_linear"]["skill"] < -0.5  # it really is losing badly
-    assert learner.metrics()["published"]["skill"] == pytest.approx(0.0)
-
-
-def test_selection_publishes_a_candidate_that_beats_persistence():
-    # a stream with a daily cycle in its drift: learnable from the time-of-day features
-    def daily_cycle(ticks):
-        return 0.2 * 0.002 * math.sin(2 * math.pi * (ticks[-1].epoch % 86400) / 86400)
-
-    learner = CoinLearner("btc", model_settings())
-    predictions, outcomes = run(learner, random_walk(4000, seed=11, drift_fn=daily_cycle))
-    late = predictions[-1000:]
-    assert sum(p.model == "bayes_linear" for p in late) > 900
-    m = learner.metrics()
-    assert m["published"]["skill"] > 0.02 and m["bayes_linear"]["skill"] > 0.02
+    m = learner.horizon_metrics()
+    assert m["bayes_linear"]["skill"] < -0.5  # it really is losing badly
+    assert m["published"]["skill"] == pytest.approx(0.0)
 
 
 def test_interval_coverage_on_known_noise_is_within_3_points_of_nominal():
@@ -166,7 +159,9 @@ def test_interval_narrows_when_the_market_calms():
     calm = [replace(t, ts=ticks[-1].ts + (i + 1) * timedelta(minutes=5)) for i, t in enumerate(calm)]
     learner = CoinLearner("btc", model_settings())
     predictions, _ = run(learner, ticks + calm)
-    width = lambda p: (p.upper - p.lower) / p.price
+    def width(p):
+        return (p.upper - p.lower) / p.price
+
     wild = sum(map(width, predictions[2000:2900])) / 900
     quiet = sum(map(width, predictions[-900:])) / 900
     assert quiet < 0.5 * wild
@@ -187,8 +182,11 @@ def test_pickled_learner_continues_with_the_same_predictions():
     assert run(restored, ticks[400:]) == run(straight, ticks[400:])
 
 
-def test_checkpoint_from_another_river_version_or_corrupt_is_refused(monkeypatch):
+def test_checkpoint_of_another_format_river_version_or_corrupt_is_refused(monkeypatch):
     blob = dumps(CoinLearner("btc", model_settings()))
+    meta, learner = pickle.loads(blob)
+    with pytest.raises(CheckpointError, match="format 1"):  # one-horizon learners of old
+        loads(pickle.dumps((meta | {"format": 1}, learner)))
     with pytest.raises(CheckpointError, match="unreadable"):
         loads(blob[: len(blob) // 2])
     meta, learner = pickle.loads(blob)
@@ -199,16 +197,47 @@ def test_checkpoint_from_another_river_version_or_corrupt_is_refused(monkeypatch
     assert pickle.loads(blob)[0]["river"] == river.__version__
 
 
-def test_metrics_cover_published_every_candidate_and_persistence():
-    settings = model_settings(candidates=["bayes_linear", "hoeffding_tree"])
+def test_metrics_cover_every_horizon_published_every_expert_and_persistence():
+    settings = model_settings(candidates=["bayes_linear", "hoeffding_tree"],
+                              horizons=["1h", "4h"])
     learner = CoinLearner("btc", settings)
     run(learner, random_walk(1500, seed=8))
-    m = learner.metrics()
-    assert set(m) == {"published", PERSISTENCE, "bayes_linear", "hoeffding_tree"}
-    for name, values in m.items():
+    by_horizon = learner.metrics()
+    assert list(by_horizon) == ["1h", "4h"]
+    m = by_horizon["1h"]
+    assert set(m) == {"published", PERSISTENCE, EWMA, "bayes_linear", "hoeffding_tree"}
+    for values in m.values():
         assert set(values) >= {"mae", "rmse", "mape", "r2", "skill", "direction_hit_rate",
-                               "coverage", "mean_width_bps", "n"}
-        assert values["n"] == 1000  # rolling window
+                               "coverage", "mean_width_bps", "n", "interval_score",
+                               "interval_score_skill", "pinball", "pinball_skill", "brier",
+                               "brier_skill", "vol_loglik", "quantile_coverage"}
+        assert values["n"] == 1000  # the window
     assert m[PERSISTENCE]["skill"] == 0.0
     assert m[PERSISTENCE]["direction_hit_rate"] is None  # persistence never calls a direction
     assert 0.3 < m["bayes_linear"]["direction_hit_rate"] < 0.7
+    assert m[EWMA]["interval_score_skill"] == 0.0 and m[EWMA]["brier_skill"] == 0.0
+    q = m["published"]["quantile_coverage"]
+    assert list(q) == ["q05", "q10", "q25", "q50", "q75", "q90", "q95"]
+    assert q["q05"] < q["q25"] < q["q50"] < q["q75"] < q["q95"]
+    assert learner.horizons["4h"].scores["published"].n_total == 1500 - 1 - 48
+
+
+def test_one_prediction_per_horizon_with_the_whole_distribution():
+    learner = CoinLearner("btc", model_settings(horizons=["15m", "1h", "4h", "24h"],
+                                                move_thresholds=[0.02, 0.05]))
+    ticks = random_walk(400, seed=12)
+    run(learner, ticks[:-1])
+    predictions, _ = learner.process(ticks[-1])
+    assert [p.horizon for p in predictions] == ["15m", "1h", "4h", "24h"]
+    vols = []
+    for p, hours in zip(predictions, (0.25, 1, 4, 24)):
+        assert p.target_at - p.made_at == timedelta(hours=hours)
+        assert len(p.quantiles) == len(QUANTILE_LEVELS)
+        assert list(p.quantiles) == sorted(p.quantiles) and p.quantiles[3] == p.forecast
+        assert p.lower <= p.forecast <= p.upper
+        assert 0.0 <= p.p_up <= 1.0 and p.vol > 0
+        assert [x for x, _ in p.p_move] == [0.02, 0.05]
+        assert p.p_move[0][1] >= p.p_move[1][1]
+        vols.append(p.vol)
+    assert vols == sorted(vols)  # more time, more spread
+    assert [h.label for h in learner.horizons.values()] == ["15m", "1h", "4h", "24h"]

@@ -31,7 +31,7 @@ def test_schema_pragmas_and_version(tmp_path):
                 "pending_labels", "schema_version"} <= tables
     with Store(tmp_path / "a.db") as store:  # reopening migrates nothing twice
         rows = store._conn.execute("SELECT version FROM schema_version").fetchall()
-        assert rows == [(SCHEMA_VERSION,)]
+        assert rows == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
 
 
 def test_newer_schema_is_refused_with_a_clear_error(tmp_path):
@@ -69,7 +69,7 @@ def test_failed_transaction_leaves_nothing_behind(tmp_path):
         p, o = learner.process(ticks[19])
         broken = [Outcome(o[0].prediction, float("nan"))] if o else []
         with pytest.raises((StoreError, ValueError)):
-            store.commit_tick(ticks[19], p, broken or [Outcome(p, float("nan"))])
+            store.commit_tick(ticks[19], p, broken or [Outcome(p[0], float("nan"))])
         assert store.counts() == before
 
 
@@ -78,7 +78,7 @@ def test_duplicate_tick_changes_nothing(tmp_path):
     with Store(tmp_path / "a.db") as store:
         feed(store, ticks)
         before = store.counts()
-        assert store.commit_tick(ticks[2], None, []) is None
+        assert store.commit_tick(ticks[2], [], []) is None
         assert store.counts() == before
 
 

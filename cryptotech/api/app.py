@@ -63,7 +63,7 @@ def create_app(settings: Settings, source: PriceSource | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.store.path)
+        store = Store(settings.store.path, default_horizon=settings.model.horizon_labels[0])
         hub = stream.StreamHub(presenter.event, settings.api.max_subscribers,
                                settings.api.subscriber_queue)
         forecasts = ForecastCache()

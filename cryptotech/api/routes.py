@@ -154,7 +154,7 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
             learner = state.engine.learners[coin]
             if row is None:
                 return _warming_up(coin, state.engine, learner)
-            body = presenter.current(row, learner.metrics()).model_dump_json().encode()
+            body = presenter.current(row, learner.horizon_metrics()).model_dump_json().encode()
             cache.put(coin, version, body)
         return Response(body, media_type="application/json")
 
@@ -248,7 +248,7 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
          responses=_errors(404, 422))
     async def metricas(moeda: coin_path, request: Request) -> s.MetricasMoeda:
         learner = request.app.state.engine.learners[moeda.value]
-        return presenter.metrics(moeda.value, learner.model_in_use, learner.metrics())
+        return presenter.metrics(moeda.value, learner.model_in_use, learner.horizon_metrics())
 
     return router
 

@@ -139,7 +139,7 @@ async def _snapshot(ctx: _Stream, coins: list[str]) -> dict[str, Any]:
         learner = ctx.engine.learners.get(coin)
         if learner is None:
             continue
-        metrics = learner.metrics()
+        metrics = learner.horizon_metrics()
         row = await anyio.to_thread.run_sync(ctx.store.latest_prediction, coin)
         state[coin] = {
             "previsao": None if row is None else ctx.presenter.current(row, metrics).model_dump(

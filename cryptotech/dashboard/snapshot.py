@@ -116,7 +116,7 @@ def coin_state(state: Any, coin: str) -> tuple[dict[str, Any] | None, float | No
     learner = state.engine.learners.get(coin)
     if learner is None:
         return None, None
-    metrics = state.presenter.metrics(coin, learner.model_in_use, learner.metrics())
+    metrics = state.presenter.metrics(coin, learner.model_in_use, learner.horizon_metrics())
     return metrics.model_dump(mode="json"), learner.last_t
 
 

@@ -42,6 +42,8 @@ def _health(db: Path) -> tuple[str, int]:
     conn = sqlite3.connect(db, timeout=10)
     try:
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ticks'").fetchone() is None:
+            return integrity, 0  # killed before its schema was committed: nothing stored yet
         dups = conn.execute("SELECT COUNT(*) FROM (SELECT coin, ts FROM ticks GROUP BY coin, ts"
                             " HAVING COUNT(*) > 1)").fetchone()[0]
         return integrity, dups

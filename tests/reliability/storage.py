@@ -240,7 +240,7 @@ def _write_fails(store_factory: Callable[[], Store]) -> tuple[bool, str]:
     tick = random_walk(31)[-1]
     try:
         with store_factory() as store:
-            store.commit_tick(tick, None, [])
+            store.commit_tick(tick, [], [])
     except StoreError as exc:
         return True, str(exc)
     return False, "the write succeeded"
