@@ -23,7 +23,10 @@ _METRIC_NAMES = {
     "n": "resultados", "mae": "mae", "rmse": "rmse", "mape": "mape", "r2": "r2",
     "skill": "skill_vs_persistencia", "direction_hit_rate": "acerto_direcao",
     "coverage": "cobertura", "mean_width_bps": "largura_media_bps",
+    "interval_score_skill": "skill_intervalo", "pinball_skill": "skill_pinball",
+    "brier_skill": "skill_brier", "quantile_coverage": "cobertura_quantis",
 }
+_QUANTILE_COLUMNS = ("q05", "q10", "q25", "q50", "q75", "q90", "q95")
 
 
 def _br(value: float, digits: int = 1) -> str:
@@ -85,14 +88,19 @@ class Presenter:
             erro=error,
             erro_pct=(error / actual * 100.0) if error is not None and actual else None,
             dentro_do_intervalo=None if covered is None else bool(covered),
+            horizonte=row.get("horizon"),
+            quantis=row.get("quantiles") or (
+                [row[q] for q in _QUANTILE_COLUMNS] if row.get("q05") is not None else None),
+            chance_de_subir=row.get("p_up"),
+            volatilidade=row.get("vol"),
         )
 
     def current(self, row: Mapping[str, Any], metrics: Mapping[str, dict]) -> s.PrevisaoAtual:
         """``/prever``: the latest stored prediction with the learner's metrics as context."""
         base = self.prediction(row).model_dump()
+        base["horizonte"] = base["horizonte"] or self.horizon
         return s.PrevisaoAtual(
             **base,
-            horizonte=self.horizon,
             horizonte_segundos=self.horizon_s,
             nivel_intervalo=self.level,
             moeda_cotacao=self.settings.vs_currency,

@@ -117,6 +117,16 @@ class Previsao(_Modelo):
     dentro_do_intervalo: bool | None = Field(
         None, description="Se o preço real caiu dentro do intervalo", examples=[True]
     )
+    horizonte: str | None = Field(None, description="Horizonte da previsão", examples=["1h"])
+    quantis: list[Numero] | None = Field(
+        None, description="Preços previstos nos quantis 5, 10, 25, 50, 75, 90 e 95%",
+        examples=[[103100.0, 103400.0, 103850.0, 104250.5, 104650.0, 105100.0, 105400.0]])
+    chance_de_subir: Numero = Field(
+        None, description="Probabilidade (0 a 1) de o preço em alvo_em ficar acima do atual",
+        examples=[0.5])
+    volatilidade: Numero = Field(
+        None, description="Desvio-padrão previsto do retorno logarítmico até alvo_em (fração)",
+        examples=[0.0068])
 
 
 class Contexto(_Modelo):
@@ -191,6 +201,15 @@ class Metricas(_Modelo):
                               examples=[0.893])
     largura_media_bps: Numero = Field(description="Largura média do intervalo, em pontos-base",
                                       examples=[171.2])
+    skill_intervalo: Numero = Field(
+        None, description="1 - pontuação do intervalo / a da faixa EWMA-Gaussiana", examples=[0.02])
+    skill_pinball: Numero = Field(
+        None, description="1 - perda pinball média / a da faixa EWMA-Gaussiana", examples=[0.01])
+    skill_brier: Numero = Field(
+        None, description="1 - Brier da chance de subir / o de 50%", examples=[0.001])
+    cobertura_quantis: dict[str, Numero] | None = Field(
+        None, description="Fração dos preços reais abaixo de cada quantil (q05 ... q95)",
+        examples=[{"q05": 0.05, "q50": 0.5, "q95": 0.95}])
 
 
 class MetricasMoeda(_Modelo):
