@@ -228,21 +228,21 @@ def test_charts_hold_the_history_and_cards_show_metrics(page, painel):
     assert realised["y"] == pytest.approx([r["actual"] for r in settled])
     for graph in GRAPHS:
         for trace in page.traces(graph):
-            if trace["nome"] != "Fora do intervalo":
+            if trace["nome"] != "Fora da faixa":
                 assert trace["n"] > 0, (graph, trace["nome"])
             assert increasing(trace["x"]), (graph, trace["nome"])
     bars = page.trace("grafico-variacao", "Variação real em 1 h")
     first = settled[0]
     assert bars["y"][0] == pytest.approx((first["actual"] / first["price"] - 1) * 100)
 
-    page.wait("() => document.querySelector('#cartao-mae .cartao-valor').textContent !== '—'")
+    page.wait("() => document.querySelector('#cartao-cobertura .cartao-valor').textContent !== '—'")
     text = page.page.text_content("#cartoes")
-    for label in ("Preço agora", "Previsão para +1 h", "Erro médio (MAE)",
-                  "Ganho sobre “preço fica igual” (skill)", "Cobertura do intervalo",
-                  "Acerto de direção",
-                  "Modelo em uso"):
+    for label in ("Preço agora", "Faixa provável em 1 h", "Chance de subir",
+                  "Volatilidade prevista", "Cobertura da faixa",
+                  "Faixa vs referência EWMA (skill)",
+                  "Meio da faixa vs “preço fica igual” (skill)", "Modelo em uso"):
         assert label in text
-    assert "persistência: US$" in page.page.text_content("#cartao-mae")
+    assert ", persistência: US$" in page.page.text_content("#cartao-skill")
     assert re.search(r"\d+,\d%", page.page.text_content("#cartao-cobertura"))
     table = page.page.text_content("#tabela-modelos")
     assert "Persistência (“preço fica igual”)" in table and "Linear bayesiana" in table
@@ -272,7 +272,7 @@ def test_a_new_tick_reaches_the_charts_without_reload_or_polling(page, painel):
     assert price["y"][-3:] == [t.price for t in ticks]
     assert price["n"] == before + 3 and increasing(price["x"])
     # the forecast made at the last tick is drawn one horizon later
-    forecast = page.trace("grafico-preco", "Previsão (+1 h)")
+    forecast = page.trace("grafico-preco", "Meio da faixa (+1 h)")
     assert forecast["x"][-1] == local_iso(ticks[-1].epoch + 3600, painel.settings.zone)
     # the comparator follows the same tick
     page.wait("([x]) => window.cryptotechPainel.pontos('grafico-comparador')"
@@ -384,7 +384,7 @@ def test_a_page_opened_before_any_price_fills_as_they_arrive(browser, tmp_path):
             assert "Aguardando os primeiros preços" in page.page.text_content("#grafico-preco")
             assert "cada previsão é conferida 1 h depois" in \
                 page.page.text_content("#grafico-evolucao")
-            assert page.page.text_content("#cartao-previsao .cartao-valor") == "—"
+            assert page.page.text_content("#cartao-faixa .cartao-valor") == "—"
             # the explanation of the numbers is the page's own, not the metrics events'
             assert "1 − MAE da previsão ÷ MAE da persistência" in \
                 page.page.text_content("#como-ler")
@@ -397,7 +397,7 @@ def test_a_page_opened_before_any_price_fills_as_they_arrive(browser, tmp_path):
             page.wait("() => document.querySelectorAll('.annotation-text').length === 0")
             for graph in GRAPHS:
                 assert any(t["n"] for t in page.traces(graph)), graph
-            page.wait("() => document.querySelector('#cartao-previsao .cartao-valor')"
+            page.wait("() => document.querySelector('#cartao-faixa .cartao-valor')"
                       ".textContent.startsWith('US$')")
             # prices of January 2025 from a source that answers: late, not live
             page.wait(f"() => {SELO}() === 'Dados atrasados'")
@@ -557,11 +557,11 @@ def test_models_table_keeps_skill_and_coverage_in_view(browser, painel):
         page = Page(browser, painel.url, viewport=viewport)
         try:
             page.wait_for_data()
-            page.wait("() => document.querySelectorAll('#tabela-modelos th').length === 6")
+            page.wait("() => document.querySelectorAll('#tabela-modelos th').length === 7")
             page.page.locator("#tabela-modelos").scroll_into_view_if_needed()
             got = page.js(columns)
             names = [t[0] for t in got["th"]]
-            assert names == ["Modelo", "Skill (%)", "Cobertura (%)", "MAE (US$)",
+            assert names == ["Modelo", "Skill (%)", "Cobertura (%)", "Faixa (%)", "MAE (US$)",
                              "Direção (%)", "Resultados"]
             visible = {t[0] for t in got["th"]
                        if t[2] <= min(got["box"][1], got["viewport"]) + 0.5}
@@ -587,15 +587,16 @@ ENGLISH = re.compile(r"\b(the|and|price|prices|loading|source|error|live|waiting
 @pytest.mark.browser
 def test_every_figure_is_explained_in_portuguese(page, painel):
     page.wait_for_data()
-    page.wait("() => document.querySelector('#cartao-mae .cartao-valor').textContent !== '—'")
+    page.wait("() => document.querySelector('#cartao-cobertura .cartao-valor').textContent !== '—'")
     text = page.js("document.body.innerText")
     assert not ENGLISH.findall(text), ENGLISH.findall(text)
     assert "America/Sao_Paulo" not in text and "Horários de São Paulo." in text
     titles = page.js("[...document.querySelectorAll('#cartoes .cartao')]"
                      ".map(c => [c.id, c.title])")
-    assert len(titles) == 7 and all(t for _, t in titles), titles
+    assert len(titles) == 8 and all(t for _, t in titles), titles
     explained = dict(titles)
-    assert "erro absoluto médio" in explained["cartao-mae"] and "US$" in explained["cartao-mae"]
+    mae = page.page.get_attribute("#tabela-modelos th:has-text('MAE')", "title")
+    assert "erro absoluto médio" in mae and "US$" in mae
     assert "1 − MAE da previsão ÷ MAE da persistência, em %" in explained["cartao-skill"]
     assert "1 bp = 0,01% do preço" in explained["cartao-cobertura"]
     assert re.search(r"largura média \d+,\d\d% do preço \(\d+ bps\)",
@@ -739,7 +740,7 @@ def screenshot(browser, url: str, name: str, viewport) -> Path:
     shot = Page(browser, url, viewport=viewport)
     try:
         shot.wait_for_data()
-        shot.wait("() => document.querySelector('#cartao-mae .cartao-valor').textContent !== '—'")
+        shot.wait("() => document.querySelector('#cartao-cobertura .cartao-valor').textContent !== '—'")
         # a few live ticks on the charts, and the replay's speed measured from them
         last = shot.trace("grafico-preco", "Preço")["x"][-1]
         shot.wait("([x]) => window.cryptotechPainel.pontos('grafico-preco')"

@@ -24,7 +24,7 @@ from dash.exceptions import PreventUpdate
 from fastapi import FastAPI
 
 from cryptotech.api.stream import RETRY_MS
-from cryptotech.config import Settings, format_duration
+from cryptotech.config import Settings, horizon_label
 from cryptotech.dashboard import figures, snapshot
 
 PREFIX = "/painel/"
@@ -37,6 +37,8 @@ MODEL_LABELS = {
     "bayes_linear": "Linear bayesiana",
     "hoeffding_tree": "Árvore de Hoeffding",
     "arf": "Floresta adaptativa (ARF)",
+    "ewma": "Faixa EWMA-Gaussiana (referência)",
+    "published": "Publicado",
 }
 WAITING_PRICES = "Aguardando os primeiros preços…"
 #: Zone cities whose Portuguese name differs from the zone key's last part.
@@ -124,7 +126,12 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
     """The dashboard on ``server`` (Dash's FastAPI backend), at :data:`PREFIX`."""
     coins = list(settings.coins)
     money = currency_symbol(settings.vs_currency)
-    horizon = human_duration(format_duration(settings.model.horizon))
+    # every configured horizon, label -> as people read it ("15m" -> "15 min"); the first is
+    # the page's default
+    horizons = {label: human_duration(label) for label in settings.model.horizon_labels}
+    horizon_s = {horizon_label(td): td.total_seconds() for td in settings.model.horizons}
+    first = settings.model.horizon_labels[0]
+    horizon = horizons[first]
     level_pct = f"{settings.model.interval_level * 100:.0f}%"
     versions = itertools.count(1)
 
@@ -162,13 +169,15 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
             "atraso_max_s": int(settings.source.poll_interval.total_seconds()
                                 * settings.source.stale_after_polls),
             "horizonte": horizon,
+            "horizonte_padrao": first,
+            "horizontes": horizons,
             "nivel": settings.model.interval_level,
             "nivel_pct": level_pct,
             "moeda_cotacao": money,
             "modelos": MODEL_LABELS,
         }
 
-    app.layout = lambda: layout(coins, settings, config(), horizon)
+    app.layout = lambda: layout(coins, settings, config())
 
     def token(kind: str) -> str:
         return f"{kind}-{next(versions)}"
@@ -181,43 +190,52 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
         Output("painel-metricas", "data"),
         Output("painel-atual", "data"),
         Output("painel-status", "data"),
+        Output("titulo-preco", "children"),
+        Output("titulo-variacao", "children"),
         Input("moeda", "value"),
         Input("janela", "value"),
+        Input("horizonte", "value"),
         Input("painel-recarga", "data"),
     )
-    async def load_coin(coin: str, window: str, _reload: int):
+    async def load_coin(coin: str, window: str, chosen: str | None, _reload: int):
         if coin not in coins:
             raise PreventUpdate
+        label = chosen if chosen in horizons else first
+        ahead = horizons[label]
         state = server.state
         window_s = snapshot.window_seconds(window)
-        metrics, last_t = snapshot.coin_state(state, coin)
+        metrics, last_t = snapshot.coin_state(state, coin, label)
         history = await anyio.to_thread.run_sync(
-            snapshot.read_coin_history, state.store, state.presenter, coin, last_t, window_s)
+            snapshot.read_coin_history, state.store, state.presenter, coin, last_t, window_s,
+            label, horizon_s[label])
         ticks, forecasts = history["tick"], history["previsao"]
         last_price = ticks[-1]["preco"] if ticks else None
         decimals, axis = snapshot.price_decimals(last_price), snapshot.axis_format(last_price)
         version = token(coin)
-        price = figures.price_figure(coin, version, window_s, money, decimals, axis, horizon,
-                                     level_pct)
-        change = figures.change_figure(coin, version, window_s, horizon, level_pct)
+        price = figures.price_figure(coin, version, window_s, money, decimals, axis, ahead,
+                                     level_pct, label)
+        change = figures.change_figure(coin, version, window_s, ahead, level_pct, label)
         evolution = figures.evolution_figure(coin, version, window_s, money, decimals, axis,
-                                             level_pct)
+                                             level_pct, label)
         if not ticks:
             figures.waiting(price, WAITING_PRICES)
         if not snapshot.settled(history):
             for figure in (change, evolution):
                 figures.waiting(figure, f"Aguardando os primeiros resultados: cada previsão é "
-                                        f"conferida {horizon} depois de feita.")
+                                        f"conferida {ahead} depois de feita.")
         return (
             price,
             change,
             evolution,
             {"versao": version, "moeda": coin, "casas": decimals, "historico": history,
+             "horizonte": label, "horizonte_rotulo": ahead,
              "graficos": ["grafico-preco", "grafico-variacao", "grafico-evolucao"]},
             metrics,
             {"preco": ticks[-1] if ticks else None,
              "previsao": forecasts[-1] if forecasts else None},
             snapshot.source_state(state),
+            f"Preço e faixa provável em {ahead}",
+            f"Variação em {ahead} (%)",
         )
 
     @app.callback(
@@ -247,6 +265,8 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
         "iniciar": ([], [Input("painel-config", "data")], []),
         "base": ([], [Input("painel-base", "data"), Input("painel-base-comparador", "data")],
                  [State("painel-config", "data")]),
+        "calibracao": ([Output("grafico-calibracao", "figure")],
+                       [Input("painel-metricas", "data")], [State("painel-config", "data")]),
         "cartoes": ([Output("cartoes", "children"), Output("tabela-modelos", "children")],
                     [Input("painel-metricas", "data"), Input("painel-atual", "data")],
                     [State("painel-config", "data"), State("painel-base", "data")]),
@@ -284,10 +304,11 @@ def _no_websocket(app: Dash) -> None:
     app.backend.websocket_capability = False
 
 
-def _panel(title: str, graph_id: str, note: str, *extra: Any) -> html.Section:
+def _panel(title: str, graph_id: str, note: str, *extra: Any, title_id: str | None = None
+           ) -> html.Section:
     return html.Section(className="cartao-grafico", children=[
         html.Header(className="cartao-grafico-topo", children=[
-            html.H2(title),
+            html.H2(title, id=title_id) if title_id else html.H2(title),
             html.P(note, className="nota"),
             *extra,
         ]),
@@ -325,6 +346,31 @@ def glossary(config: dict[str, Any]) -> html.Section:
         ("Acerto de direção",
          "Em quantos % dos casos a previsão acertou se o preço subiria ou cairia; 50% é o "
          "acaso (cara ou coroa)."),
+        ("Faixa provável",
+         f"Onde o preço deve estar no horizonte escolhido: em {level} dos casos, entre os dois "
+         "valores; a faixa de 50% (mais escura no gráfico) é o miolo. O meio da faixa é a "
+         "mediana prevista: “sem mudança” (o preço de agora) enquanto nenhum modelo erra "
+         "menos que a persistência."),
+        ("Chance de subir",
+         "A probabilidade de o preço estar acima do de agora no fim do horizonte. 50% quer "
+         "dizer “tanto faz”. O Brier mede o erro dessa chance (0 = perfeito); o skill de "
+         "Brier compara com dizer sempre 50%: acima de 0%, a chance informa algo."),
+        ("Volatilidade prevista",
+         "Quanto o preço deve oscilar até o fim do horizonte: um desvio-padrão do retorno, em "
+         "% do preço (±). Ao lado, a realizada: a oscilação medida nas previsões já "
+         "conferidas da janela."),
+        ("Pontuação do intervalo (interval score)",
+         f"Nota da faixa de {level}: a largura dela mais uma multa quando o preço real cai "
+         "fora, em bps do preço; menor é melhor. O skill compara com a faixa EWMA-Gaussiana "
+         "(a volatilidade recente que decai aos poucos, em volta de “o preço fica igual”): "
+         "acima de 0%, a nossa faixa é melhor que essa referência."),
+        ("Perda pinball",
+         "Nota de todos os quantis de uma vez (uma estimativa do CRPS), em bps do preço; "
+         "menor é melhor. O skill compara com a mesma referência EWMA-Gaussiana."),
+        ("Calibração",
+         "Um quantil de 25% deve ficar acima do preço real em 25% dos casos, um de 95% em 95%, "
+         "e assim por diante. No gráfico de calibração, pontos sobre a diagonal são uma "
+         "previsão calibrada."),
         ("R² (coeficiente de determinação)",
          "Quanto da variação do preço a previsão explica, de 0 a 1 (na API, em /metricas). "
          "Com preços, fica perto de 1 até para a persistência: não serve para comparar "
@@ -336,10 +382,12 @@ def glossary(config: dict[str, Any]) -> html.Section:
     ])
 
 
-def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon: str
-           ) -> html.Div:
+def layout(coins: list[str], settings: Settings, config: dict[str, Any]) -> html.Div:
     """The page (see the module docstring); ``config`` goes to the browser as is."""
-    level = config["nivel_pct"]
+    level, horizon = config["nivel_pct"], config["horizonte"]
+    horizons = config["horizontes"]
+    spoken = list(horizons.values())
+    ahead = spoken[0] if len(spoken) == 1 else ", ".join(spoken[:-1]) + " e " + spoken[-1]
     options = [{"label": f"{c.upper()} · {settings.coins[c]}", "value": c} for c in coins]
     stores = [dcc.Store(id=i) for i in ("painel-base", "painel-base-comparador",
                                         "painel-metricas", "painel-atual", "painel-status",
@@ -351,7 +399,8 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon
         html.Header(className="topo", children=[
             html.Div(className="marca", children=[
                 html.H1(["Crypto", html.Span("Tech")]),
-                html.P(f"Previsões de criptomoedas ao vivo · horizonte de {horizon}",
+                html.P(f"Previsões de criptomoedas ao vivo · "
+                       f"{'horizonte' if len(spoken) == 1 else 'horizontes'} de {ahead}",
                        className="subtitulo"),
             ]),
             html.Div(id="faixa", className="faixa"),
@@ -370,6 +419,14 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon
                                options=[{"label": label, "value": key}
                                         for key, (label, _) in snapshot.WINDOWS.items()]),
             ]),
+            html.Div(className="controle" + ("" if len(horizons) > 1 else " oculto"), children=[
+                html.Span("Horizonte", className="rotulo",
+                          title="Para quando é a previsão: daqui a quanto tempo"),
+                dcc.RadioItems(id="horizonte", value=config["horizonte_padrao"], inline=True,
+                               className="janela",
+                               options=[{"label": spoken_h, "value": key}
+                                        for key, spoken_h in horizons.items()]),
+            ]),
             html.A("Exportar CSV", id="exportar", className="botao", download="",
                    href=config["csv"].replace("{moeda}", coins[0]),
                    title="Baixar as previsões da moeda escolhida feitas na janela escolhida, "
@@ -379,11 +436,13 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon
         html.Section(id="alertas", className="alertas", **aria("Alertas")),
         html.Section(id="cartoes", className="cartoes", **aria("Métricas")),
         html.Div(className="graficos", children=[
-            _panel(f"Preço e previsão para daqui a {horizon}", "grafico-preco",
-                   f"A previsão e o intervalo de {level} aparecem na hora a que se referem."),
+            _panel(f"Preço e faixa provável em {horizon}", "grafico-preco",
+                   f"O leque mostra onde o preço deve estar, na hora a que se refere: a faixa "
+                   f"de {level} (clara) e a de 50% (escura), em volta do meio da faixa.",
+                   title_id="titulo-preco"),
             _panel(f"Variação em {horizon} (%)", "grafico-variacao",
-                   f"Variação real de cada previsão conferida, contra a prevista e o "
-                   f"intervalo de {level}."),
+                   f"Variação real de cada previsão conferida, contra a prevista e a faixa "
+                   f"de {level}.", title_id="titulo-variacao"),
             _panel("Evolução das previsões: previsto × realizado", "grafico-evolucao",
                    "Cada previsão conferida contra o preço que de fato ocorreu."),
             _panel("Comparador de moedas", "grafico-comparador",
@@ -391,6 +450,9 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any], horizon
                    dcc.Dropdown(id="comparar", options=options, value=coins[:4], multi=True,
                                 clearable=False, searchable=False, labels=DROPDOWN_LABELS,
                                 placeholder="Escolha as moedas", className="seletor-comparar")),
+            _panel("Calibração: cada quantil na frequência certa?", "grafico-calibracao",
+                   "Para cada nível (5% … 95%), em quantos % dos casos o preço real ficou "
+                   "abaixo do quantil previsto. Calibrado: sobre a diagonal."),
             html.Section(className="modelos", children=[
                 html.H2("Modelos lado a lado"),
                 html.P("Últimos resultados conferidos (janela móvel), sempre ao lado da "

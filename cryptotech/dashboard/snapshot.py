@@ -75,8 +75,10 @@ def _tick(presenter: Presenter, coin: str, ts: float, price: float) -> dict[str,
 
 
 def read_coin_history(store: Store, presenter: Presenter, coin: str, last_t: float | None,
-                      window_s: float) -> dict[str, Any]:
-    """One coin's ticks and forecasts in the window ending at its newest tick (blocking).
+                      window_s: float, horizon: str | None = None,
+                      horizon_s: float | None = None) -> dict[str, Any]:
+    """One coin's ticks and its forecasts at ``horizon`` (``None``: the first configured, of
+    ``horizon_s`` seconds) in the window ending at its newest tick (blocking).
 
     Forecasts are taken from one horizon before the window, so the forecast line and its
     band (drawn at their target times) start where the price line starts. The settled ones
@@ -88,8 +90,9 @@ def read_coin_history(store: Store, presenter: Presenter, coin: str, last_t: flo
     since = last_t - window_s
     ticks = [_tick(presenter, coin, ts, price)
              for ts, price in store.recent_ticks(coin, since, MAX_TICKS)]
+    ahead = presenter.horizon_s if horizon_s is None else horizon_s
     forecasts = [presenter.prediction(row).model_dump(mode="json")
-                 for row in store.predictions(coin, start=since - presenter.horizon_s)]
+                 for row in store.predictions(coin, start=since - ahead, horizon=horizon)]
     return {"tick": ticks, "previsao": forecasts}
 
 
@@ -111,13 +114,19 @@ def read_comparison(store: Store, presenter: Presenter, last_t: dict[str, float 
                                                                            MAX_TICKS)]}
 
 
-def coin_state(state: Any, coin: str) -> tuple[dict[str, Any] | None, float | None]:
-    """The coin's metrics payload (as the ``metricas`` event) and its newest tick time."""
+def coin_state(state: Any, coin: str, horizon: str | None = None
+               ) -> tuple[dict[str, Any] | None, float | None]:
+    """The coin's metrics at ``horizon`` (``None``: the first configured), shaped as the
+    ``metricas`` event, and its newest tick time."""
     learner = state.engine.learners.get(coin)
     if learner is None:
         return None, None
-    metrics = state.presenter.metrics(coin, learner.model_in_use, learner.horizon_metrics())
-    return metrics.model_dump(mode="json"), learner.last_t
+    chosen = learner.horizon(horizon)
+    metrics = state.presenter.metrics(coin, chosen.model_in_use, chosen.metrics())
+    out = metrics.model_dump(mode="json")
+    if horizon is not None:
+        out["horizonte"] = horizon
+    return out, learner.last_t
 
 
 def source_state(state: Any) -> dict[str, Any]:

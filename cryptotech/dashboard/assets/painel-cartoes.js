@@ -88,9 +88,27 @@
 
   /* Plain explanations (tooltips) of each figure, with its unit. */
   var EXPLICA = {
-    previsao: function (cfg) {
-      return "O preço previsto para daqui a " + cfg.horizonte + " e o intervalo onde o preço " +
-        "real deve cair em " + cfg.nivel_pct + " das vezes, em " + cfg.moeda_cotacao + ".";
+    faixa: function (cfg, horizonte) {
+      return "Faixa provável: onde o preço deve estar daqui a " + horizonte + ", em " +
+        cfg.nivel_pct + " dos casos, em " + cfg.moeda_cotacao + ". O meio da faixa é a " +
+        "mediana prevista; enquanto nenhum modelo erra menos que a persistência, ele é o " +
+        "preço de agora (“sem mudança”).";
+    },
+    subir: function (cfg, horizonte) {
+      return "Chance de subir: a probabilidade de o preço estar acima do de agora daqui a " +
+        horizonte + ". 50% quer dizer “tanto faz”. Brier vs 50%: quanto essa chance errou " +
+        "menos (acima de 0%) ou mais (abaixo) que dizer sempre 50%.";
+    },
+    volatilidade: function (cfg, horizonte) {
+      return "Volatilidade prevista: quanto o preço deve oscilar em " + horizonte + " (um " +
+        "desvio-padrão do retorno, em % do preço). A realizada é a oscilação medida nas " +
+        "previsões já conferidas desta janela.";
+    },
+    intervalo: function (cfg) {
+      return "Pontuação do intervalo (interval score): a largura da faixa de " + cfg.nivel_pct +
+        " mais uma multa quando o preço cai fora. Skill = 1 − a nossa ÷ a da faixa " +
+        "EWMA-Gaussiana (volatilidade recente em volta de “o preço fica igual”), em %: acima " +
+        "de 0%, nossa faixa é melhor. Pinball: o mesmo para todos os quantis juntos.";
     },
     mae: function (cfg) {
       return "MAE (erro absoluto médio): em média, quanto a previsão errou o preço real, em " +
@@ -119,6 +137,7 @@
       MAE: function (cfg) { return EXPLICA.mae(cfg); },
       Skill: function (cfg) { return EXPLICA.skill(cfg); },
       Cobertura: function (cfg) { return EXPLICA.cobertura(cfg); },
+      "Faixa": function (cfg) { return EXPLICA.intervalo(cfg); },
       "Direção": function (cfg) { return EXPLICA.direcao(cfg); },
       Resultados: function () { return "Quantas previsões já foram conferidas na janela."; }
     }
@@ -140,8 +159,8 @@
     var skill = pub.skill_vs_persistencia;
     var skillDetalhe, skillClasse = "";
     if (!n) {
-      skillDetalhe = "aguardando resultados: cada previsão é conferida " + cfg.horizonte +
-        " depois";
+      skillDetalhe = "aguardando resultados: cada previsão é conferida " +
+        ((base && base.horizonte_rotulo) || cfg.horizonte) + " depois";
     } else if (typeof skill === "number" && skill > 0.0005) {
       skillDetalhe = "a previsão publicada errou " + numero(skill * 100, 1) +
         "% menos que a persistência";
@@ -164,38 +183,62 @@
     var coberturaClasse = typeof cobertura === "number"
       ? (Math.abs(cobertura - cfg.nivel) <= 0.05 ? "bom" : "atencao") : "";
 
-    var direcao = pub.acerto_direcao;
-    var melhorDirecao = melhorCandidato(m.candidatos, "acerto_direcao");
-    var direcaoDetalhe = typeof direcao === "number"
-      ? "50% seria o acaso"
-      : "a persistência não prevê direção";
-    if (melhorDirecao) {
-      direcaoDetalhe += " · melhor candidato: " + nomeModelo(melhorDirecao.nome, cfg) + " " +
-        porcento(melhorDirecao.valor, 0);
-    }
-
+    var horizonte = (base && base.horizonte_rotulo) || cfg.horizonte;
     var largura = pub.largura_media_bps;
+    var faixaDetalhe = "aquecendo: a primeira previsão sai após dois preços";
+    if (prev) {
+      var meio = typeof prev.variacao_prevista_pct === "number" &&
+        Math.abs(prev.variacao_prevista_pct) < 0.005 ? "sem mudança"
+        : comSinal(prev.variacao_prevista_pct, 2);
+      faixaDetalhe = "(" + cfg.nivel_pct + ") · meio da faixa: " +
+        dinheiro(prev.previsao, cfg, casas) + " (" + meio + ")";
+      if ((prev.modelo || em) === "persistence") {
+        faixaDetalhe += " · o meio é “sem mudança” enquanto nenhum modelo erra menos que a " +
+          "persistência";
+      }
+    }
+    var subir = prev ? prev.chance_de_subir : null;
+    var brier = pub.skill_brier;
+    var vol = prev ? prev.volatilidade : null;
+    var realizada = atual ? atual.vol_realizada : null;
+    var skillFaixa = pub.skill_intervalo;
+    var pinball = pub.skill_pinball;
+
     var itens = [
       cartao("Preço agora", dinheiro(precoValor, cfg, casas),
         precoEm ? "em " + dataHora(precoEm) : "aguardando o primeiro preço", "", "cartao-preco",
         "O último preço recebido da fonte, em " + cfg.moeda_cotacao + "."),
-      cartao("Previsão para +" + cfg.horizonte, prev ? dinheiro(prev.previsao, cfg, casas) : "—",
-        prev ? comSinal(prev.variacao_prevista_pct, 2) + " · intervalo de " + cfg.nivel_pct + ": " +
-          numero(prev.limite_inferior, casas) + " a " + numero(prev.limite_superior, casas)
-          : "aquecendo: a primeira previsão sai após dois preços", "destaque", "cartao-previsao",
-        EXPLICA.previsao(cfg)),
-      cartao("Erro médio (MAE)", dinheiro(pub.mae, cfg, casas),
-        "persistência: " + dinheiro(per.mae, cfg, casas), "", "cartao-mae", EXPLICA.mae(cfg)),
-      cartao("Ganho sobre “preço fica igual” (skill)",
-        n ? comSinal((skill || 0) * 100, 1) : "—", skillDetalhe, skillClasse, "cartao-skill",
-        EXPLICA.skill(cfg)),
-      cartao("Cobertura do intervalo", porcento(cobertura, 1),
+      cartao("Faixa provável em " + horizonte,
+        prev ? dinheiro(prev.limite_inferior, cfg, casas) + " – " +
+          numero(prev.limite_superior, casas) : "—",
+        faixaDetalhe, "destaque", "cartao-faixa", EXPLICA.faixa(cfg, horizonte)),
+      cartao("Chance de subir", porcento(subir, 0),
+        "em " + horizonte + " · 50% = tanto faz" + (typeof brier === "number"
+          ? " · Brier vs 50%: " + comSinal(brier * 100, 1) : ""),
+        "", "cartao-subir", EXPLICA.subir(cfg, horizonte)),
+      cartao("Volatilidade prevista", typeof vol === "number" ? "±" + numero(vol * 100, 2) + "%"
+        : "—", "em " + horizonte + " · realizada: " + (typeof realizada === "number"
+          ? "±" + numero(realizada * 100, 2) + "% (" + numero(atual.n_realizadas, 0) +
+            " conferidas)" : "aguardando resultados"),
+        "", "cartao-volatilidade", EXPLICA.volatilidade(cfg, horizonte)),
+      cartao("Cobertura da faixa", porcento(cobertura, 1),
         "meta " + cfg.nivel_pct + (typeof largura === "number"
           ? " · largura média " + numero(largura / 100, 2) + "% do preço (" +
             numero(largura, 0) + " bps)" : ""),
         coberturaClasse, "cartao-cobertura", EXPLICA.cobertura(cfg)),
-      cartao("Acerto de direção", porcento(direcao, 1), direcaoDetalhe, "", "cartao-direcao",
-        EXPLICA.direcao(cfg)),
+      cartao("Faixa vs referência EWMA (skill)",
+        typeof skillFaixa === "number" ? comSinal(skillFaixa * 100, 1) : "—",
+        (typeof skillFaixa === "number"
+          ? (skillFaixa > 0.0005 ? "pontuação do intervalo melhor que a da referência"
+            : skillFaixa < -0.0005 ? "pontuação do intervalo pior que a da referência"
+              : "pontuação do intervalo igual à da referência")
+          : "aguardando resultados") +
+          (typeof pinball === "number" ? " · pinball: " + comSinal(pinball * 100, 1) : ""),
+        classeSkill(skillFaixa), "cartao-intervalo", EXPLICA.intervalo(cfg)),
+      cartao("Meio da faixa vs “preço fica igual” (skill)",
+        n ? comSinal((skill || 0) * 100, 1) : "—",
+        skillDetalhe + " · MAE " + dinheiro(pub.mae, cfg, casas) + ", persistência: " +
+          dinheiro(per.mae, cfg, casas), skillClasse, "cartao-skill", EXPLICA.skill(cfg)),
       cartao("Modelo em uso", nomeModelo(em, cfg),
         numero(n, 0) + " resultado" + (n === 1 ? "" : "s") + " conferido" + (n === 1 ? "" : "s") +
           (m.janela ? " (janela de " + numero(m.janela, 0) + ")" : ""), "", "cartao-modelo",
@@ -223,7 +266,7 @@
         v: m.candidatos[nome], classe: nome === m.modelo_em_uso ? "em-uso" : ""});
     });
     /* skill and coverage first: they must stay in view on a phone (the rest may scroll) */
-    var cab = [["Modelo", ""], ["Skill", " (%)"], ["Cobertura", " (%)"],
+    var cab = [["Modelo", ""], ["Skill", " (%)"], ["Cobertura", " (%)"], ["Faixa", " (%)"],
       ["MAE", " (" + cfg.moeda_cotacao + ")"], ["Direção", " (%)"], ["Resultados", ""]];
     return h("Table", {className: "tabela"}, [
       h("Thead", {}, h("Tr", {}, cab.map(function (c) {
@@ -237,6 +280,9 @@
           h("Td", {}, l.nome),
           h("Td", {className: classeSkill(s)}, typeof s === "number" ? comSinal(s * 100, 1) : "—"),
           h("Td", {}, porcento(l.v.cobertura, 1)),
+          h("Td", {className: classeSkill(l.v.skill_intervalo)},
+            typeof l.v.skill_intervalo === "number" ? comSinal(l.v.skill_intervalo * 100, 1)
+              : "—"),
           h("Td", {}, dinheiro(l.v.mae, cfg, casas)),
           h("Td", {}, porcento(l.v.acerto_direcao, 1)),
           h("Td", {}, numero(l.v.resultados, 0))
@@ -423,8 +469,52 @@
     return partes;
   }
 
+  var NIVEIS = [5, 10, 25, 50, 75, 90, 95];
+  var QUANTIS = ["q05", "q10", "q25", "q50", "q75", "q90", "q95"];
+  var EIXO = {gridcolor: "rgba(139, 148, 158, 0.16)", linecolor: "rgba(139, 148, 158, 0.16)",
+    zeroline: false, range: [0, 100], ticksuffix: "%", tickvals: [0, 5, 25, 50, 75, 95, 100],
+    tickfont: {color: "#8b949e"}, automargin: true, fixedrange: true};
+
+  /* Each quantile's realised frequency (the metrics' cobertura_quantis) against its level. */
+  function calibracao(metricas, cfg) {
+    var m = metricas || {};
+    function serie(nome, v, cor, simbolo) {
+      var cq = v && v.cobertura_quantis;
+      if (!cq) { return null; }
+      return {type: "scatter", mode: "lines+markers", name: nome, x: NIVEIS,
+        y: QUANTIS.map(function (q) { return typeof cq[q] === "number" ? cq[q] * 100 : null; }),
+        line: {color: cor, width: 2}, marker: {size: 8, symbol: simbolo, color: cor},
+        hovertemplate: nome + ": quantil de %{x}% → preço real abaixo dele em %{y:.1f}%" +
+          "<extra></extra>"};
+    }
+    var series = [serie("Publicado", m.publicado, "#e3b341", "circle"),
+      serie("Referência EWMA", (m.candidatos || {}).ewma, "#58a6ff", "diamond")]
+      .filter(Boolean);
+    var dados = [{type: "scatter", mode: "lines", name: "Calibrado (diagonal)", x: [0, 100],
+      y: [0, 100], line: {color: "rgba(139, 148, 158, 0.6)", dash: "dash", width: 1},
+      hoverinfo: "skip"}].concat(series);
+    var layout = {paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+      font: {family: "Inter, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif",
+        color: "#e6edf3", size: 12},
+      margin: {l: 8, r: 8, t: 8, b: 8}, separators: ",.", hovermode: "closest",
+      legend: {orientation: "h", x: 0, y: 1.0, yanchor: "bottom", bgcolor: "rgba(0,0,0,0)",
+        font: {size: 11, color: "#8b949e"}},
+      xaxis: Object.assign({title: {text: "nível do quantil", font: {size: 11,
+        color: "#8b949e"}}}, EIXO),
+      yaxis: Object.assign({side: "right", title: {text: "preços reais abaixo dele",
+        font: {size: 11, color: "#8b949e"}}}, EIXO),
+      meta: {calibracao: series.length}};
+    if (!series.length) {
+      layout.annotations = [{text: "Aguardando os primeiros resultados conferidos.",
+        xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false,
+        font: {color: "#8b949e", size: 13}}];
+    }
+    return [{data: dados, layout: layout}];
+  }
+
   window.dash_clientside = window.dash_clientside || {};
   window.dash_clientside.painel = Object.assign(window.dash_clientside.painel || {}, {
+    calibracao: calibracao,
     cartoes: cartoes,
     faixa: faixa
   });

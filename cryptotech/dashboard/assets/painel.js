@@ -40,6 +40,7 @@
   var ESPERA_FIGURA_MS = 20000;
   var INTERVALO_STATUS = 30000;
   var JANELA_RITMO_MS = 30000;
+  var MAX_RETORNOS = 2000;
 
   var e = {
     config: null,
@@ -72,6 +73,8 @@
     motorNoEvento: false,
     velocidadeFonte: null,
     statusLido: 0,
+    horizonte: null,
+    retornos: [],
     statusRecebidos: 0
   };
 
@@ -84,7 +87,13 @@
       ? (valor / base - 1) * 100 : null;
   }
 
+  function quantil(i) {
+    return function (d) { return Array.isArray(d.quantis) ? d.quantis[i] : null; };
+  }
+
   var DERIVADOS = {
+    q25: quantil(2),
+    q75: quantil(4),
     variacao_real_pct: function (d) { return pct(d.preco_real, d.preco_atual); },
     limite_inferior_pct: function (d) { return pct(d.limite_inferior, d.preco_atual); },
     limite_superior_pct: function (d) { return pct(d.limite_superior, d.preco_atual); }
@@ -114,6 +123,28 @@
     var velhas = 0;
     while (velhas < e.ritmo.length - 2 && e.ritmo[velhas].chegada < corte) { velhas += 1; }
     if (velhas) { e.ritmo.splice(0, velhas); }
+  }
+
+  /* a forecast without `horizonte` (an older server) is of the first configured horizon */
+  function doHorizonte(d, horizonte) {
+    return (d.horizonte || (e.config && e.config.horizonte_padrao)) === horizonte;
+  }
+
+  /* the realised volatility of the chosen coin and horizon: RMS of the settled forecasts'
+     log-returns (the last MAX_RETORNOS in the window) */
+  function anotarRetorno(d) {
+    if (typeof d.preco_real !== "number" || !(d.preco_atual > 0) || !(d.preco_real > 0)) {
+      return;
+    }
+    e.retornos.push(Math.log(d.preco_real / d.preco_atual));
+    if (e.retornos.length > MAX_RETORNOS) { e.retornos.splice(0, e.retornos.length - MAX_RETORNOS); }
+  }
+
+  function volRealizada() {
+    if (e.retornos.length < 2) { return null; }
+    var soma = 0;
+    e.retornos.forEach(function (r) { soma += r * r; });
+    return Math.sqrt(soma / e.retornos.length);
   }
 
   function valor(campo, d) { return DERIVADOS[campo] ? DERIVADOS[campo](d) : d[campo]; }
@@ -166,12 +197,21 @@
       }
       GRAFICOS.forEach(function (id) { e.pendentes[id].push(item); });
       agendarGraficos();
-      if (dados.moeda === e.moeda && tipo !== "resultado") {
-        e.atual[tipo === "tick" ? "preco" : "previsao"] = dados;
-        e.atualNovo = true;
+      if (dados.moeda === e.moeda) {
+        if (tipo === "tick") {
+          e.atual.preco = dados;
+          e.atualNovo = true;
+        } else if (doHorizonte(dados, e.horizonte)) {
+          if (tipo === "previsao") { e.atual.previsao = dados; } else { anotarRetorno(dados); }
+          e.atualNovo = true;
+        }
       }
     } else if (tipo === "metricas") {
-      if (dados.moeda === e.moeda) { e.metricas = dados; e.metricasNovas = true; }
+      /* the event carries the first horizon's metrics; another horizon's come with a choice */
+      if (dados.moeda === e.moeda && e.horizonte === (e.config || {}).horizonte_padrao) {
+        e.metricas = dados;
+        e.metricasNovas = true;
+      }
     } else if (tipo === "status") {
       e.fonte = dados;
       if (dados.motor !== undefined) { e.motor = dados.motor; e.motorNoEvento = true; }
@@ -256,6 +296,7 @@
         var m = tracos[i].meta;
         if (!m || m.evento !== item.tipo || m.moeda !== d.moeda) { continue; }
         if (m.filtro && !(FILTROS[m.filtro] && FILTROS[m.filtro](d))) { continue; }
+        if (m.horizonte && !doHorizonte(d, m.horizonte)) { continue; }
         var xs = d[m.x];
         var x = typeof xs === "string" ? Date.parse(xs) : NaN;
         if (!(x > ultimos[i])) { continue; }
@@ -423,7 +464,8 @@
     }
     if (e.atualNovo) {
       e.atualNovo = false;
-      setProps("painel-atual", {data: {preco: e.atual.preco, previsao: e.atual.previsao}});
+      setProps("painel-atual", {data: {preco: e.atual.preco, previsao: e.atual.previsao,
+        vol_realizada: volRealizada(), n_realizadas: e.retornos.length}});
     }
   }
 
@@ -446,6 +488,13 @@
         if (base.moeda) {
           var historico = base.historico;
           e.moeda = base.moeda;
+          e.horizonte = base.horizonte || (e.config || {}).horizonte_padrao;
+          e.retornos = [];
+          historico.previsao.forEach(function (d) {
+            if (d.situacao === "realizada") { anotarRetorno(d); }
+          });
+          e.atualNovo = true;
+          agendarPainel();
           e.atual = {preco: historico.tick[historico.tick.length - 1] || null,
             previsao: historico.previsao[historico.previsao.length - 1] || null};
           e.metricas = null;
