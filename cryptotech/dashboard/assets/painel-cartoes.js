@@ -472,23 +472,26 @@
   var NIVEIS = [5, 10, 25, 50, 75, 90, 95];
   var QUANTIS = ["q05", "q10", "q25", "q50", "q75", "q90", "q95"];
   var EIXO = {gridcolor: "rgba(139, 148, 158, 0.16)", linecolor: "rgba(139, 148, 158, 0.16)",
-    zeroline: false, range: [0, 100], ticksuffix: "%", tickvals: [0, 5, 25, 50, 75, 95, 100],
-    tickfont: {color: "#8b949e"}, automargin: true, fixedrange: true};
+    zeroline: false, range: [0, 100], tickmode: "array", tickvals: [0, 25, 50, 75, 100],
+    ticktext: ["0%", "25%", "50%", "75%", "100%"], tickfont: {color: "#8b949e"},
+    automargin: true, fixedrange: true};
 
   /* Each quantile's realised frequency (the metrics' cobertura_quantis) against its level. */
   function calibracao(metricas, cfg) {
     var m = metricas || {};
-    function serie(nome, v, cor, simbolo) {
+    function serie(nome, v, cor, simbolo, traco) {
       var cq = v && v.cobertura_quantis;
       if (!cq) { return null; }
       return {type: "scatter", mode: "lines+markers", name: nome, x: NIVEIS,
         y: QUANTIS.map(function (q) { return typeof cq[q] === "number" ? cq[q] * 100 : null; }),
-        line: {color: cor, width: 2}, marker: {size: 8, symbol: simbolo, color: cor},
+        line: {color: cor, width: 2, dash: traco},
+        marker: {size: 9, symbol: simbolo, color: cor, line: {color: cor, width: 2}},
         hovertemplate: nome + ": quantil de %{x}% → preço real abaixo dele em %{y:.1f}%" +
           "<extra></extra>"};
     }
-    var series = [serie("Publicado", m.publicado, "#e3b341", "circle"),
-      serie("Referência EWMA", (m.candidatos || {}).ewma, "#58a6ff", "diamond")]
+    /* the reference first (hollow, dashed), so the published one stays visible on top */
+    var series = [serie("Referência EWMA", (m.candidatos || {}).ewma, "#58a6ff",
+      "diamond-open", "dot"), serie("Publicado", m.publicado, "#e3b341", "circle")]
       .filter(Boolean);
     var dados = [{type: "scatter", mode: "lines", name: "Calibrado (diagonal)", x: [0, 100],
       y: [0, 100], line: {color: "rgba(139, 148, 158, 0.6)", dash: "dash", width: 1},
@@ -509,7 +512,7 @@
         xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false,
         font: {color: "#8b949e", size: 13}}];
     }
-    return [{data: dados, layout: layout}];
+    return {data: dados, layout: layout};
   }
 
   window.dash_clientside = window.dash_clientside || {};
