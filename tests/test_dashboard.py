@@ -63,6 +63,11 @@ def chromium_path() -> str | None:
 
 @pytest.fixture(scope="module")
 def browser():
+    yield from launch_chromium()
+
+
+def launch_chromium():
+    """Debian's Chromium through Playwright (skips the test when either is missing)."""
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')")
     exe = chromium_path()

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 from conftest import FeedSource, LiveServer, api_settings, random_walk, wait_until
-from test_dashboard import ARTIFACTS, PHONE, Page, browser, recent  # noqa: F401 (fixture)
+from test_dashboard import ARTIFACTS, PHONE, Page, launch_chromium, recent
 
 from cryptotech.api.app import create_app
 from cryptotech.api.timefmt import local_iso
@@ -26,6 +26,11 @@ HORIZONS = ["1h", "4h"]
 N = 312  # 26 h of 5-minute ticks: the 4 h forecasts of the last day are settled
 SPARE = 12
 QUANTILES = ("q05", "q10", "q25", "q50", "q75", "q90", "q95")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")
