@@ -119,8 +119,10 @@ def test_headline_is_the_likely_range_with_chance_of_rise_and_volatility(browser
         settled = [r for r in window_forecasts(prob, "btc", "1h") if r["actual"] is not None]
         realised = math.sqrt(sum(math.log(r["actual"] / r["price"]) ** 2 for r in settled)
                              / len(settled))
+        predicted = math.sqrt(sum(r["vol"] ** 2 for r in settled) / len(settled))
         assert page.page.text_content("#cartao-volatilidade .cartao-detalhe") == \
-            f"em 1 h · realizada: ±{pct(realised * 100, 2)}% ({len(settled)} conferidas)"
+            f"em 1 h · realizada: ±{pct(realised * 100, 2)}%, prevista para as mesmas: " \
+            f"±{pct(predicted * 100, 2)}% ({len(settled)} conferidas)"
         metrics = prob.call(lambda: prob.state.engine.learners["btc"].horizon_metrics("1h"))
         skill = metrics["published"]["interval_score_skill"]
         assert page.page.text_content("#cartao-intervalo .cartao-valor") == signed(skill * 100)

@@ -78,6 +78,7 @@
   function melhorCandidato(candidatos, campo) {
     var melhor = null;
     Object.keys(candidatos || {}).forEach(function (nome) {
+      if (nome === "ewma") { return; }  /* the band's reference: its median is persistence */
       var v = candidatos[nome][campo];
       if (typeof v === "number" && isFinite(v) && (melhor === null || v > melhor.valor)) {
         melhor = {nome: nome, valor: v};
@@ -102,7 +103,7 @@
     volatilidade: function (cfg, horizonte) {
       return "Volatilidade prevista: quanto o preço deve oscilar em " + horizonte + " (um " +
         "desvio-padrão do retorno, em % do preço). A realizada é a oscilação medida nas " +
-        "previsões já conferidas desta janela.";
+        "previsões já conferidas desta janela, ao lado da que elas previam.";
     },
     intervalo: function (cfg) {
       return "Pontuação do intervalo (interval score): a largura da faixa de " + cfg.nivel_pct +
@@ -218,8 +219,10 @@
         "", "cartao-subir", EXPLICA.subir(cfg, horizonte)),
       cartao("Volatilidade prevista", typeof vol === "number" ? "±" + numero(vol * 100, 2) + "%"
         : "—", "em " + horizonte + " · realizada: " + (typeof realizada === "number"
-          ? "±" + numero(realizada * 100, 2) + "% (" + numero(atual.n_realizadas, 0) +
-            " conferidas)" : "aguardando resultados"),
+          ? "±" + numero(realizada * 100, 2) + "%" + (typeof atual.vol_prevista_media === "number"
+            ? ", prevista para as mesmas: ±" + numero(atual.vol_prevista_media * 100, 2) + "%"
+            : "") + " (" + numero(atual.n_realizadas, 0) + " conferidas)"
+          : "aguardando resultados"),
         "", "cartao-volatilidade", EXPLICA.volatilidade(cfg, horizonte)),
       cartao("Cobertura da faixa", porcento(cobertura, 1),
         "meta " + cfg.nivel_pct + (typeof largura === "number"

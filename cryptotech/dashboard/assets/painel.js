@@ -131,20 +131,24 @@
   }
 
   /* the realised volatility of the chosen coin and horizon: RMS of the settled forecasts'
-     log-returns (the last MAX_RETORNOS in the window) */
+     log-returns (the last MAX_RETORNOS in the window), beside the RMS of the volatility
+     those same forecasts predicted */
   function anotarRetorno(d) {
     if (typeof d.preco_real !== "number" || !(d.preco_atual > 0) || !(d.preco_real > 0)) {
       return;
     }
-    e.retornos.push(Math.log(d.preco_real / d.preco_atual));
+    e.retornos.push({real: Math.log(d.preco_real / d.preco_atual),
+      prevista: typeof d.volatilidade === "number" ? d.volatilidade : null});
     if (e.retornos.length > MAX_RETORNOS) { e.retornos.splice(0, e.retornos.length - MAX_RETORNOS); }
   }
 
-  function volRealizada() {
-    if (e.retornos.length < 2) { return null; }
-    var soma = 0;
-    e.retornos.forEach(function (r) { soma += r * r; });
-    return Math.sqrt(soma / e.retornos.length);
+  /* root mean square of one field over the settled forecasts that have it */
+  function rms(campo) {
+    var soma = 0, n = 0;
+    e.retornos.forEach(function (r) {
+      if (typeof r[campo] === "number") { soma += r[campo] * r[campo]; n += 1; }
+    });
+    return n >= 2 ? Math.sqrt(soma / n) : null;
   }
 
   function valor(campo, d) { return DERIVADOS[campo] ? DERIVADOS[campo](d) : d[campo]; }
@@ -465,7 +469,8 @@
     if (e.atualNovo) {
       e.atualNovo = false;
       setProps("painel-atual", {data: {preco: e.atual.preco, previsao: e.atual.previsao,
-        vol_realizada: volRealizada(), n_realizadas: e.retornos.length}});
+        vol_realizada: rms("real"), vol_prevista_media: rms("prevista"),
+        n_realizadas: e.retornos.length}});
     }
   }
 
