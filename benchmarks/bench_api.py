@@ -297,69 +297,72 @@ async def _subscribe(port: int, n: int) -> list[_Subscriber]:
 
 def bench_sse(p: dict) -> list[dict]:
     raise_fd_limit()
-    rows = []
-    for n in p["subscribers"]:
-        proc = subprocess.Popen([sys.executable, __file__, "--sse-server"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+    return [_sse_round(p, n) for n in p["subscribers"]]
 
-        def ask(cmd: dict) -> dict:
-            proc.stdin.write(json.dumps(cmd) + "\n")
-            proc.stdin.flush()
-            return json.loads(proc.stdout.readline())
 
+def _sse_round(p: dict, n: int) -> dict:
+    """One SSE server process with ``n`` subscribers: latency, server CPU and memory."""
+    proc = subprocess.Popen([sys.executable, __file__, "--sse-server"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+    def ask(cmd: dict) -> dict:
+        proc.stdin.write(json.dumps(cmd) + "\n")
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())
+
+    try:
+        hello = json.loads(proc.stdout.readline())
+        port, pid = hello["port"], hello["pid"]
+        time.sleep(0.5)
+        rss_before = rss_mb(pid)
+        server_cpu: list = []
+
+        async def run() -> tuple[list[float], float | None, int]:
+            subs = await _subscribe(port, n)
+            deadline = time.monotonic() + 60
+            while ask({"cmd": "subscribers"})["subscribers"] < n:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"only some of {n} subscribers connected")
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
+            cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+            # publish from a thread, so this loop keeps receiving meanwhile
+            await asyncio.to_thread(ask, {"cmd": "publish", "n": p["events"],
+                                          "rate": p["rate"]})
+            deadline = time.monotonic() + 60
+            while (any(s.count < p["events"] for s in subs)
+                   and time.monotonic() < deadline):
+                await asyncio.sleep(0.05)
+            cpu1, t1 = _cpu_seconds(pid), time.perf_counter()
+            server_cpu.append((cpu1 - cpu0) / (t1 - t0) if cpu0 is not None else None)
+            rss_after = rss_mb(pid)
+            for s in subs:
+                s.transport.close()
+            lat = [x for s in subs for x in s.latencies()]
+            return lat, rss_after, sum(1 for s in subs if s.chunks)
+
+        lat, rss_after, answered = asyncio.run(run())
+        expected = n * p["events"]
+        row = {
+            "subscribers": n, "events": p["events"], "rate": p["rate"],
+            "deliveries": len(lat), "expected": expected,
+            "p50_ms": (percentile(lat, 50) or 0) * 1e3,
+            "p99_ms": (percentile(lat, 99) or 0) * 1e3,
+            "max_ms": max(lat) * 1e3 if lat else None,
+            "mean_ms": statistics.fmean(lat) * 1e3 if lat else None,
+            "server_cpu_share": server_cpu[0],
+            "rss_before_mb": rss_before, "rss_after_mb": rss_after,
+            "kb_per_subscriber": ((rss_after - rss_before) * 1024 / n)
+            if rss_after is not None and rss_before is not None else None,
+        }
+        ask({"cmd": "quit"})
+    finally:
         try:
-            hello = json.loads(proc.stdout.readline())
-            port, pid = hello["port"], hello["pid"]
-            time.sleep(0.5)
-            rss_before = rss_mb(pid)
-            server_cpu: list = []
-
-            async def run() -> tuple[list[float], float | None, int]:
-                subs = await _subscribe(port, n)
-                deadline = time.monotonic() + 60
-                while ask({"cmd": "subscribers"})["subscribers"] < n:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"only some of {n} subscribers connected")
-                    await asyncio.sleep(0.1)
-                await asyncio.sleep(0.5)
-                cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
-                # publish from a thread, so this loop keeps receiving meanwhile
-                await asyncio.to_thread(ask, {"cmd": "publish", "n": p["events"],
-                                              "rate": p["rate"]})
-                deadline = time.monotonic() + 60
-                while (any(s.count < p["events"] for s in subs)
-                       and time.monotonic() < deadline):
-                    await asyncio.sleep(0.05)
-                cpu1, t1 = _cpu_seconds(pid), time.perf_counter()
-                server_cpu.append((cpu1 - cpu0) / (t1 - t0) if cpu0 is not None else None)
-                rss_after = rss_mb(pid)
-                for s in subs:
-                    s.transport.close()
-                lat = [x for s in subs for x in s.latencies()]
-                return lat, rss_after, sum(1 for s in subs if s.chunks)
-
-            lat, rss_after, answered = asyncio.run(run())
-            expected = n * p["events"]
-            rows.append({
-                "subscribers": n, "events": p["events"], "rate": p["rate"],
-                "deliveries": len(lat), "expected": expected,
-                "p50_ms": (percentile(lat, 50) or 0) * 1e3,
-                "p99_ms": (percentile(lat, 99) or 0) * 1e3,
-                "max_ms": max(lat) * 1e3 if lat else None,
-                "mean_ms": statistics.fmean(lat) * 1e3 if lat else None,
-                "server_cpu_share": server_cpu[0],
-                "rss_before_mb": rss_before, "rss_after_mb": rss_after,
-                "kb_per_subscriber": ((rss_after - rss_before) * 1024 / n)
-                if rss_after is not None and rss_before is not None else None,
-            })
-            ask({"cmd": "quit"})
-        finally:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-    return rows
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return row
 
 
 # -- the section ------------------------------------------------------------------------------

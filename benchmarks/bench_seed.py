@@ -129,14 +129,19 @@ def accuracy_rows(ctx, days: float, budget) -> tuple[list, dict, bool]:
         mae_s = float(np.mean(seed_err)) if n else None
         mae_p = float(np.mean(pers_err)) if n else None
         mae_o = float(np.mean(online_err)) if n else None
-        skill = (lambda m: 1 - m / mae_p if m is not None and mae_p else None)
+        skill_s, skill_o = _skill(mae_s, mae_p), _skill(mae_o, mae_p)
         data[coin] = {"rows": n, "mae_seed": mae_s, "mae_persistence": mae_p,
-                      "mae_online": mae_o, "skill_seed": skill(mae_s),
-                      "skill_online": skill(mae_o), "refits": wf["refits"],
+                      "mae_online": mae_o, "skill_seed": skill_s,
+                      "skill_online": skill_o, "refits": wf["refits"],
                       "fit_seconds": stat(wf["fit_seconds"])}
-        rows.append([coin, n, wf["refits"], num(mae_p), num(mae_s), fmt(skill(mae_s), "{:+.3f}"),
-                     num(mae_o), fmt(skill(mae_o), "{:+.4f}")])
+        rows.append([coin, n, wf["refits"], num(mae_p), num(mae_s), fmt(skill_s, "{:+.3f}"),
+                     num(mae_o), fmt(skill_o, "{:+.4f}")])
     return rows, data, truncated
+
+
+def _skill(mae: float | None, mae_persistence: float | None) -> float | None:
+    """1 - MAE / MAE of persistence (None without both)."""
+    return 1 - mae / mae_persistence if mae is not None and mae_persistence else None
 
 
 def cycle_cost(ctx, budget) -> tuple[list, dict, list]:

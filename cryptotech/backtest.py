@@ -6,7 +6,7 @@ Writes the predictions whose target was reached as CSV, one row per prediction a
 ``p_up`` the probability that the price at ``target_at`` is above ``price``, ``vol`` the
 forecast standard deviation of the log-return over the horizon). Prints, per coin and horizon,
 exactly what ``score_forecasts.py`` computes from that CSV (:func:`score_rows`: the same
-EWMA-Gaussian baseline and warm-up), and optionally an HTML report with Plotly charts.
+EWMA-Gaussian baseline and warm-up); the HTML report is :mod:`cryptotech.report`.
 """
 
 from __future__ import annotations
@@ -222,47 +222,6 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else spec.format(value)
 
 
-def write_report(results: dict[str, CoinResult], path: Path, window: int = 288) -> None:
-    """An HTML page per coin: forecast vs realised with its band, rolling skill, coverage."""
-    import pandas as pd
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    parts = ["<html><head><meta charset='utf-8'><title>CryptoTech backtest</title></head>",
-             "<body style='font-family:sans-serif;background:#111;color:#eee'>",
-             "<h1>CryptoTech backtest</h1><pre>", format_table(results), "</pre>"]
-    first = True
-    for coin in sorted(results):
-        rows = results[coin].outcomes
-        if not rows:
-            continue
-        frame = pd.DataFrame({
-            "target_at": [o.prediction.target_at for o in rows],
-            "price": [o.prediction.price for o in rows],
-            "predicted": [o.prediction.forecast for o in rows],
-            "lower": [o.prediction.lower for o in rows],
-            "upper": [o.prediction.upper for o in rows],
-            "actual": [o.actual for o in rows],
-        })
-        err = (frame["predicted"] - frame["actual"]).abs().rolling(window, min_periods=12).mean()
-        err_p = (frame["price"] - frame["actual"]).abs().rolling(window, min_periods=12).mean()
-        covered = ((frame["lower"] <= frame["actual"]) & (frame["actual"] <= frame["upper"]))
-        fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.6, 0.2, 0.2],
-                            subplot_titles=(f"{coin}: forecast vs realised (band = interval)",
-                                            f"rolling skill vs persistence ({window} outcomes)",
-                                            f"rolling interval coverage ({window} outcomes)"))
-        x = frame["target_at"]
-        fig.add_trace(go.Scatter(x=x, y=frame["upper"], line={"width": 0}, showlegend=False,
-                                 hoverinfo="skip"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=x, y=frame["lower"], fill="tonexty", line={"width": 0},
-                                 fillcolor="rgba(99,110,250,0.25)", name="interval"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=x, y=frame["actual"], name="realised"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=x, y=frame["predicted"], name="forecast"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=x, y=1 - err / err_p, name="skill"), row=2, col=1)
-        fig.add_trace(go.Scatter(x=x, y=covered.astype(float).rolling(window, min_periods=12)
-                                 .mean(), name="coverage"), row=3, col=1)
-        fig.update_layout(template="plotly_dark", height=800)
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=first))
-        first = False
-    parts.append("</body></html>")
-    Path(path).write_text("\n".join(parts), encoding="utf-8")
+def _num(value) -> str:
+    """Significant digits whatever the coin's price scale (BTC 1e5, DOGE 1e-1)."""
+    return _fmt(value, "{:.4g}")

@@ -8,13 +8,18 @@ key and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
+import socket
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cryptotech import __version__
-from cryptotech.config import Settings, load_settings, parse_duration
+from cryptotech.config import Settings, format_duration, load_settings, parse_duration, zone_city
 from cryptotech.errors import ConfigError, CryptoTechError
 from cryptotech.sources import live_source
 
@@ -71,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=float, default=3600.0,
                       help="market seconds per wall second (default 3600)")
     demo.add_argument("--laps", type=int, default=None,
-                      help="stop the replay after this many passes over the data "
+                      help="stop the replay after this many passes over the data, at least 1 "
                            "(default: start again, shifted in time, forever)")
     demo.add_argument("--config", type=Path, help="settings file (default ./config.toml)")
     demo.set_defaults(func=cmd_demo)
@@ -92,42 +97,114 @@ def _server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, help="port (default 8000)")
 
 
+SERVER_FLAGS = {"store.path": "--db", "api.host": "--host", "api.port": "--port"}
+
+
 def _server_overrides(args: argparse.Namespace, default_db: Path | None = None) -> dict:
     db = args.db or default_db
     return {"store": {"path": str(db) if db else None},
             "api": {"host": args.host, "port": args.port}}
 
 
-def serve(settings: Settings, source, banner: str) -> int:
-    """Run the app under uvicorn until SIGINT/SIGTERM."""
+def bind_port(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for ``host:port``, bound now, before anything else starts.
+
+    The server is handed these sockets, so a port that is busy (another CryptoTech, another
+    program) is one line naming it before a banner, a database file or a source exists, and no
+    other program can take the port between this check and the server's start. As asyncio
+    does, the sockets set ``SO_REUSEADDR`` on POSIX (a port left in TIME_WAIT by the last run
+    is free), but not on Windows, where it would let two servers share a port; there
+    ``SO_EXCLUSIVEADDRUSE`` makes a busy port fail as it does elsewhere.
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot use --host {host}: {exc.strerror}") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, address in dict.fromkeys((i[0], i[1], i[2], i[4]) for i in infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:  # IPv6 disabled on this machine: serve the other family
+                if family != socket.AF_INET6 or exc.errno != errno.EADDRNOTAVAIL:
+                    raise
+                sockets.pop().close()
+                continue
+            sock.listen(2048)  # reserves the port: two SO_REUSEADDR sockets may share a bind
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        if exc.errno in (errno.EADDRINUSE, 10048):  # 10048: WSAEADDRINUSE
+            why = "is already in use (another CryptoTech, or another program)"
+        elif exc.errno in (errno.EACCES, 10013):  # 10013: WSAEACCES
+            why = "needs privileges this user does not have"
+        else:
+            why = f"cannot be opened ({exc.strerror or exc})"
+        raise ConfigError(f"port {port} on {host} {why}: choose another with --port, "
+                          f"e.g. --port {port + 1 if 0 < port < 65535 else 8001}") from None
+    if not sockets:
+        raise ConfigError(f"cannot listen on {host}: no usable address; choose another with --host")
+    return sockets
+
+
+@contextlib.contextmanager
+def _closed_on_error(sockets: list[socket.socket]) -> Iterator[None]:
+    """Release the bound port if anything fails before the server takes it."""
+    try:
+        yield
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+
+
+def serve(settings: Settings, source, banner: str, sockets: list[socket.socket]) -> int:
+    """Run the app under uvicorn on ``sockets`` (from :func:`bind_port`) until SIGINT/SIGTERM."""
     import uvicorn
 
     from cryptotech.api.app import create_app
     from cryptotech.dashboard import mount_dashboard
 
     app = create_app(settings, source, extensions=[mount_dashboard])
-    host, port = settings.api.host, settings.api.port
+    host, port = settings.api.host, sockets[0].getsockname()[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"
     print(f"{banner}\n  painel:   {base}/painel/\n  API:      {base}/docs\n"
           f"  stream:   {base}/stream\n  status:   {base}/status\n"
-          f"  banco:    {settings.store.path}\nCtrl+C para parar.", flush=True)
+          f"  banco:    {settings.store.path}\n"
+          f"  horários: fuso de {zone_city(settings.timezone)}\nCtrl+C para parar.", flush=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=2, lifespan="on")
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0 if server.started else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from cryptotech.store import Store
 
-    settings = settings_from(args, **_server_overrides(args))
-    _check_db_folder(settings)
-    # a store it cannot use (read-only, newer schema) is one line here, as for `demo`, not a
-    # traceback from the server's start-up
-    Store(settings.store.path).close()
-    return serve(settings, live_source(settings), "CryptoTech: motor ao vivo (CoinGecko)")
+    settings = settings_from(args, flags=SERVER_FLAGS, **_server_overrides(args))
+    sockets = bind_port(settings.api.host, settings.api.port)
+    with _closed_on_error(sockets):
+        _check_db_folder(settings)
+        # a store it cannot use (read-only, newer schema) is one line here, as for `demo`,
+        # not a traceback from the server's start-up
+        Store(settings.store.path).close()
+        source = live_source(settings)
+    return serve(settings, source, "CryptoTech: motor ao vivo (CoinGecko)", sockets)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -137,18 +214,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.speed > 0:
         print("--speed must be positive", file=sys.stderr)
         return 2
-    settings = settings_from(args, **_server_overrides(args, Path("cryptotech-demo.db")),
+    if args.laps is not None and args.laps < 1:  # 0 passes would be a server with no data
+        print("--laps must be at least 1 (leave it out to replay forever)", file=sys.stderr)
+        return 2
+    settings = settings_from(args, flags=SERVER_FLAGS,
+                             **_server_overrides(args, Path("cryptotech-demo.db")),
                              source={"backfill": False})
-    _check_db_folder(settings)
     inputs = [(coin, path) for coin, path in bundled_inputs() if coin in settings.coins]
     if not inputs:
         print("demo: none of the configured coins is in the bundled data "
               "(btc, eth, ada, sol, xrp, doge)", file=sys.stderr)
         return 2
-    with Store(settings.store.path) as store:
-        resume = {coin: ts for coin, (_, ts) in store.last_ticks().items()}
-    source = ReplaySource(inputs, speed=args.speed, resume_after=resume, laps=args.laps)
-    return serve(settings, source, f"CryptoTech demo: dados reais de 30 dias a {args.speed:g}x")
+    sockets = bind_port(settings.api.host, settings.api.port)
+    with _closed_on_error(sockets):
+        _check_db_folder(settings)
+        with Store(settings.store.path) as store:
+            resume = {coin: ts for coin, (_, ts) in store.last_ticks().items()}
+        source = ReplaySource(inputs, speed=args.speed, resume_after=resume, laps=args.laps)
+    return serve(settings, source, f"CryptoTech demo: dados reais de 30 dias a {args.speed:g}x",
+                 sockets)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -158,7 +242,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from cryptotech.hub import Hub
     from cryptotech.store import Store
 
-    settings = settings_from(args, store={"path": str(args.db) if args.db else None})
+    settings = settings_from(args, flags={"store.path": "--db"},
+                             store={"path": str(args.db) if args.db else None})
     _check_db_folder(settings)
     source = live_source(settings)
 
@@ -170,7 +255,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             for tick in tqdm_ticks(ticks):
                 await engine.handle(tick)
             await engine.stop()
-            print(f"backfill: {len(ticks)} ticks fetched, {engine.ticks_processed} new; "
+            print(f"backfill: {_count(len(ticks), 'tick')} fetched for "
+                  f"{_count(len(settings.coins), 'coin')}, {engine.ticks_processed} new; "
                   f"source: {source.status.state} ({source.status.message})")
             return 0 if ticks or source.status.state == "live" else 1
 
@@ -189,21 +275,48 @@ def _check_db_folder(settings: Settings) -> None:
         raise ConfigError(f"config: invalid value for 'store.path': folder {folder} does not exist")
 
 
-def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
-    return load_settings(getattr(args, "config", None), **overrides)
+def _count(n: int, noun: str) -> str:
+    """``1 coin``, ``0 coins``, ``2 coins``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def settings_from(args: argparse.Namespace, flags: dict[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    return load_settings(getattr(args, "config", None), flags=flags, **overrides)
+
+
+def check_writable(path: Path, flag: str) -> None:
+    """Raise :class:`ConfigError` (one line) unless a file can be written at ``path``.
+
+    Checked before a long replay, by creating and removing a scratch file in the folder:
+    that is what the write will need, on every platform (``os.access`` is unreliable on
+    Windows), and it leaves nothing behind.
+    """
+    folder = path.expanduser().resolve().parent
+    if path.is_dir():
+        raise ConfigError(f"cannot write {flag} {path}: it is a folder")
+    if not folder.is_dir():
+        raise ConfigError(f"cannot write {flag} {path}: folder {folder} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        if path.exists():
+            with open(path, "r+b"):
+                pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write {flag} {path}: {exc.strerror or exc}") from None
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from cryptotech.backtest import (
-        format_candidates,
-        format_table,
-        run_backtest,
-        write_csv,
-        write_report,
-    )
+    from cryptotech.backtest import format_candidates, format_table, run_backtest, write_csv
+    from cryptotech.report import write_report
     from cryptotech.sources.replay import Replay, parse_input
 
-    settings = settings_from(args, model={"horizon": args.horizon})
+    settings = settings_from(args, flags={"model.horizon": "--horizon"},
+                             model={"horizon": args.horizon})
+    for path, flag in ((args.output, "--output"), (args.report, "--report")):
+        if path is not None:
+            check_writable(path, flag)
     replay = Replay(parse_input(arg, settings.coins) for arg in args.inputs)
     print(replay.describe(), file=sys.stderr)
     results = run_backtest(iter(replay), settings.model, total=len(replay),
@@ -212,14 +325,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print("\ncandidates, each alone:\n" + format_candidates(results))
     print("skill = 1 - MAE/MAE_persistence (persistence: 'price stays the same'); "
           f"coverage of the {settings.model.interval_level:.0%} interval; "
-          f"horizon {settings.model.horizon}. 'dir. hit' is '-' when only persistence "
+          f"horizon {format_duration(settings.model.horizon)}. 'dir. hit' is '-' when only persistence "
           "was published: it never calls a direction.")
     if args.output:
         n = write_csv(results, args.output)
         print(f"wrote {n} rows to {args.output}", file=sys.stderr)
     if args.report:
-        write_report(results, args.report)
-        print(f"wrote report to {args.report}", file=sys.stderr)
+        size = write_report(results, args.report, settings)
+        print(f"wrote report to {args.report} ({size / 1e6:.1f} MB)", file=sys.stderr)
     return 0
 
 

@@ -9,8 +9,10 @@ printed (it is a ``SecretStr``).
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -293,11 +295,14 @@ class Settings(BaseSettings):
         return dict(self.coins)
 
 
-def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+def load_settings(path: Path | str | None = None, *, flags: Mapping[str, str] | None = None,
+                  **overrides: Any) -> Settings:
     """Read ``path`` (default ``./config.toml`` if present), then the environment.
 
-    ``overrides`` are nested dicts applied last (command-line flags). Raises
-    :class:`ConfigError` with one line naming the first invalid key.
+    ``overrides`` are nested dicts applied last (command-line flags); ``flags`` names the flag
+    of each dotted key (``{"api.port": "--port"}``) so that an invalid value blames it. Raises
+    :class:`ConfigError` with one line naming the first invalid key and where its value came
+    from (the flag, the environment variable, or the file and key).
     """
     data: dict[str, Any] = {}
     file = Path(path) if path is not None else DEFAULT_CONFIG
@@ -310,15 +315,20 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
             raise ConfigError(f"config: {file}: {exc}") from exc
     try:
         settings = Settings(**data)
-        if overrides:
-            merged = _deep_merge(settings.model_dump(exclude={"coingecko_api_key"}), overrides)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc, _file_or_env(file, data))) from None
+    except SettingsError as exc:  # an environment value that is not valid JSON
+        raise ConfigError(f"config: {exc} (lists take JSON, e.g. '[\"a\", \"b\"]')") from None
+    if overrides:
+        merged = _deep_merge(settings.model_dump(exclude={"coingecko_api_key"}), overrides)
+        try:
             settings = Settings.model_validate(
                 {**merged, "coingecko_api_key": settings.coingecko_api_key}
             )
-    except ValidationError as exc:
-        raise ConfigError(_first_error(exc)) from None
-    except SettingsError as exc:  # an environment value that is not valid JSON
-        raise ConfigError(f"config: {exc} (lists take JSON, e.g. '[\"a\", \"b\"]')") from None
+        except ValidationError as exc:
+            given = dict(flags or {})
+            raise ConfigError(_first_error(
+                exc, lambda loc: _flag(loc, given) or _file_or_env(file, data)(loc))) from None
     return settings
 
 
@@ -334,10 +344,81 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _first_error(exc: ValidationError) -> str:
+def _env_name(loc: Sequence[str | int]) -> str:
+    return "CRYPTOTECH_" + "__".join(str(p) for p in loc).upper()
+
+
+def _flag(loc: Sequence[str | int], flags: Mapping[str, str]) -> str | None:
+    """The command-line flag that set the value at ``loc``, if one did."""
+    for n in range(len(loc), 0, -1):
+        flag = flags.get(".".join(str(p) for p in loc[:n]))
+        if flag is not None:
+            return f"flag {flag}"
+    return None
+
+
+def _file_or_env(file: Path, data: Mapping[str, Any]) -> Callable[[Sequence[str | int]], str]:
+    """Where the value at ``loc`` came from: a ``CRYPTOTECH_*`` variable or the file's key."""
+    environ = {name.upper() for name in os.environ}
+
+    def origin(loc: Sequence[str | int]) -> str:
+        keys = [str(p) for p in loc if isinstance(p, str)]
+        for n in range(len(keys), 0, -1):  # CRYPTOTECH_MODEL__HORIZON, then CRYPTOTECH_MODEL
+            if _env_name(keys[:n]) in environ:
+                return f"environment {_env_name(keys[:n])}"
+        node: Any = data
+        for key in keys:
+            if not isinstance(node, Mapping) or key not in node:
+                return "default"
+            node = node[key]
+        where = f"[{keys[0]}] {'.'.join(keys[1:])}" if len(keys) > 1 else ".".join(keys)
+        return f"file {file}, key {where}"
+
+    return origin
+
+
+_ALIASES: dict[tuple[str | int, ...], tuple[str | int, ...]] = {
+    ("model", "horizons"): ("model", "horizon"),  # the one-horizon alias ModelSettings accepts
+}
+
+
+def _first_error(exc: ValidationError, origin: Callable[[Sequence[str | int]], str]) -> str:
+    """One line: the key, where its value came from, what is wrong, and the value given.
+
+    >>> try:
+    ...     ApiSettings(port=99999)
+    ... except ValidationError as exc:
+    ...     print(_first_error(exc, lambda loc: "flag --port"))
+    config: invalid value for 'port' (flag --port): Input should be less than or equal to 65535 (got 99999)
+    """
     err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "config"
-    env = "CRYPTOTECH_" + "__".join(str(p) for p in err["loc"][:2]).upper()
+    loc = tuple(err["loc"])
+    where = origin(loc)
+    alias = _ALIASES.get(loc[:2])
+    if where == "default" and alias is not None:  # the value came in under its old name
+        loc = alias + loc[2:]
+        where = origin(loc)
+    key = ".".join(str(p) for p in loc) or "config"
+    message = str(err["msg"]).removeprefix("Value error, ")
     value = err.get("input")
-    shown = "" if isinstance(value, dict) or key == "coingecko_api_key" else f" (got {value!r})"
-    return f"config: invalid value for '{key}' (env {env}): {err['msg']}{shown}"
+    shown = ""
+    if not isinstance(value, dict) and key != "coingecko_api_key" and repr(value) not in message:
+        shown = f" (got {value!r})"
+    return f"config: invalid value for '{key}' ({where}): {message}{shown}"
+
+
+_CITY_NAMES = {  # IANA spells cities without accents; Brazilian zones as a Brazilian reads them
+    "America/Sao_Paulo": "São Paulo", "America/Belem": "Belém", "America/Maceio": "Maceió",
+    "America/Cuiaba": "Cuiabá", "America/Araguaina": "Araguaína", "America/Santarem": "Santarém",
+    "America/Eirunepe": "Eirunepé", "America/Noronha": "Fernando de Noronha",
+    "America/Bahia": "Salvador",
+}
+
+
+def zone_city(name: str) -> str:
+    """The city a time zone is named after, as a reader would write it.
+
+    >>> zone_city("America/Sao_Paulo"), zone_city("America/New_York"), zone_city("UTC")
+    ('São Paulo', 'New York', 'UTC')
+    """
+    return _CITY_NAMES.get(name) or name.rsplit("/", 1)[-1].replace("_", " ")

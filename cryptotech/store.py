@@ -17,7 +17,13 @@ Tables (documented for users in the README):
 * ``outcomes(prediction_id, actual, error, covered, settled_at, event_id)``;
 * ``pending_labels``: a view of the predictions whose target time is still ahead;
 * ``checkpoints(id, coin, created_at, last_tick_id, river_version, python_version, size, blob)``;
+* ``kv(key, value)``: small values kept across restarts (e.g. the CoinGecko credits used
+  this month);
 * ``schema_version(version)``.
+
+Every error of the database (``sqlite3``) and of serialising a payload (``json``: a NaN, a
+value that is not JSON, a number SQLite cannot hold) becomes a :class:`StoreError` at one
+boundary, :func:`store_errors`, used by :meth:`Store.transaction` and :meth:`Store.reading`.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +42,7 @@ from typing import Any
 from cryptotech.domain import Outcome, Prediction, Tick, from_epoch
 from cryptotech.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -110,6 +116,13 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE predictions ADD COLUMN vol REAL;
     CREATE INDEX predictions_coin_horizon_made_at ON predictions (coin, horizon, made_at);
     """,
+    # engine state kept across restarts (e.g. the month's CoinGecko credits)
+    3: """
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 }
 
 QUANTILE_COLUMNS = ("q05", "q10", "q25", "q50", "q75", "q90", "q95")
@@ -140,6 +153,35 @@ class Checkpoint:
     blob: bytes
 
 
+#: What the store turns into :class:`StoreError`: the database's errors and those of
+#: serialising a payload (``json.dumps`` raises ValueError on NaN and TypeError on a value
+#: it cannot encode; binding an int too large for SQLite raises OverflowError).
+MAPPED_ERRORS = (sqlite3.Error, ValueError, TypeError, OverflowError)
+
+
+@contextmanager
+def store_errors(path: Path, doing: str = "") -> Iterator[None]:
+    """Convert every database or serialisation error raised inside into a :class:`StoreError`.
+
+    The one place where third-party errors become the store's own (httpx's
+    ``map_exceptions``). Errors that are already a ``StoreError`` pass unchanged.
+
+    >>> import json
+    >>> with store_errors(Path("a.db")):
+    ...     json.dumps({"price": float("nan")}, allow_nan=False)
+    Traceback (most recent call last):
+    ...
+    cryptotech.errors.StoreError: database a.db: ValueError: Out of range float values are not JSON compliant
+    """
+    try:
+        yield
+    except StoreError:
+        raise
+    except MAPPED_ERRORS as exc:
+        what = f"{doing} " if doing else ""
+        raise StoreError(f"{what}database {path}: {type(exc).__name__}: {exc}") from exc
+
+
 def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     try:
         if readonly:
@@ -153,6 +195,13 @@ def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
         return conn
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open database {path}: {exc}") from None
+
+
+def _rowid(cur: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just added."""
+    if cur.lastrowid is None:
+        raise StoreError("the database returned no id for an inserted row")
+    return cur.lastrowid
 
 
 def _finite(value: float | None) -> float | None:
@@ -199,6 +248,9 @@ class Store:
                 self._conn.execute("PRAGMA synchronous = NORMAL")
                 self._migrate()
                 self._probe_write()
+            except StoreError:
+                self._conn.close()
+                raise
             except sqlite3.Error as exc:
                 self._conn.close()
                 raise StoreError(f"cannot use database {self.path}: {exc}") from None
@@ -244,32 +296,36 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on any error)."""
-        with self._lock:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on any error); database and
+        serialisation errors inside become :class:`StoreError` (:func:`store_errors`)."""
+        with self._lock, store_errors(self.path):
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StoreError(f"database {self.path}: {exc}") from None
             except BaseException:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
-        """A short-lived read-only connection (safe to use from any thread)."""
+        """A short-lived read-only connection (safe to use from any thread); errors inside
+        become :class:`StoreError` (:func:`store_errors`)."""
         conn = _connect(self.path, readonly=True)
         try:
-            yield conn
-        except sqlite3.Error as exc:
-            raise StoreError(f"database {self.path}: {exc}") from None
+            with store_errors(self.path):
+                yield conn
         finally:
             conn.close()
+
+    @contextmanager
+    def _writer(self) -> Iterator[sqlite3.Connection]:
+        """The writer connection outside a transaction (a read of the engine's own state)."""
+        with self._lock, store_errors(self.path):
+            yield self._conn
 
     # -- writing -------------------------------------------------------------------------
 
@@ -293,13 +349,13 @@ class Store:
             )
             if cur.rowcount == 0:
                 return None
-            tick_id = cur.lastrowid
+            tick_id = _rowid(cur)
 
             def event(kind: str, coin: str | None, data: dict) -> int:
                 c = tx.execute("INSERT INTO events (kind, coin, ts, data) VALUES (?, ?, ?, ?)",
                                (kind, coin, now, json.dumps(data, allow_nan=False)))
-                events.append(StoredEvent(c.lastrowid, kind, coin, data))
-                return c.lastrowid
+                events.append(StoredEvent(_rowid(c), kind, coin, data))
+                return _rowid(c)
 
             event("tick", tick.coin, {"coin": tick.coin, "ts": tick.epoch, "price": tick.price,
                                       "market_cap": _finite(tick.market_cap),
@@ -343,7 +399,7 @@ class Store:
             )
             tx.execute("DELETE FROM checkpoints WHERE coin = ? AND id NOT IN (SELECT id FROM"
                        " checkpoints WHERE coin = ? ORDER BY id DESC LIMIT ?)", (coin, coin, keep))
-            return cur.lastrowid
+            return _rowid(cur)
 
     def prune(self, before_ts: float) -> int:
         """Delete raw ticks (and their stored events) older than ``before_ts``.
@@ -372,8 +428,8 @@ class Store:
 
     def checkpoints(self, coin: str) -> list[Checkpoint]:
         """Checkpoints of ``coin``, newest first."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._writer() as conn:
+            rows = conn.execute(
                 "SELECT id, coin, created_at, last_tick_id, river_version, python_version, size,"
                 " blob FROM checkpoints WHERE coin = ? ORDER BY id DESC", (coin,)).fetchall()
         return [Checkpoint(*row) for row in rows]
@@ -440,13 +496,14 @@ class Store:
     def events_after(self, event_id: int, coins: set[str] | None = None,
                      limit: int = 10_000) -> list[StoredEvent]:
         """Stored events with an id above ``event_id`` (optionally of some coins), in order."""
-        sql, args = "SELECT id, kind, coin, data FROM events WHERE id > ?", [event_id]
+        sql = "SELECT id, kind, coin, data FROM events WHERE id > ?"
+        args: list[Any] = [event_id]
         if coins is not None:
             sql += f" AND (coin IS NULL OR coin IN ({', '.join('?' * len(coins))}))"
             args += sorted(coins)
         with self.reading() as conn:
             rows = conn.execute(sql + " ORDER BY id LIMIT ?", [*args, limit]).fetchall()
-        return [StoredEvent(i, k, c, json.loads(d)) for i, k, c, d in rows]
+            return [StoredEvent(i, k, c, json.loads(d)) for i, k, c, d in rows]
 
     def event_id_range(self) -> tuple[int, int]:
         """(oldest, newest) stored event id; (0, 0) when there is none."""
@@ -482,5 +539,19 @@ class Store:
         return rows
 
     def integrity_check(self) -> str:
-        with self._lock:
-            return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+        with self._writer() as conn:
+            return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- small values kept across restarts ---------------------------------------------------
+
+    def get_value(self, key: str) -> str | None:
+        """The value stored under ``key`` in ``kv``, or None."""
+        with self._writer() as conn:
+            row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_value(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key`` (replacing any previous one)."""
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                       " SET value = excluded.value", (key, value))

@@ -53,6 +53,80 @@ def random_walk(n: int, coin: str = "btc", step: timedelta = timedelta(minutes=5
     return ticks
 
 
+# -- virtual time for the sources' waits ----------------------------------------------------
+
+
+class VirtualClock:
+    """Time that moves only when a source waits: ``sleep`` records the wait and returns at once.
+
+    Pass ``**clock.source_options()`` to a source (``now``, ``monotonic``, ``sleep``) and assert
+    on ``clock.waits`` (every wait asked for, in order) instead of on wall-clock windows.
+    ``advance`` moves time as if work took that long. With ``hold_after=n`` the n-th wait
+    never ends (until the stream is cancelled), so a test sees the source stopped at a
+    known point: ``await run_until(source.stream(), lambda: len(clock.waits) == n)``.
+    """
+
+    def __init__(self, start: datetime = datetime(2025, 6, 10, 12, tzinfo=timezone.utc),
+                 hold_after: int | None = None):
+        self.start = start
+        self.elapsed = 0.0
+        self.waits: list[float] = []
+        self.hold_after = hold_after
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.elapsed)
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        import asyncio
+
+        self.waits.append(seconds)
+        if self.hold_after is not None and len(self.waits) >= self.hold_after:
+            await asyncio.Event().wait()  # held here until cancelled
+        self.elapsed += seconds
+        await asyncio.sleep(0)  # let the rest of the loop run, as a real wait would
+
+    def source_options(self) -> dict:
+        return {"now": self.now, "monotonic": self.monotonic, "sleep": self.sleep}
+
+
+async def run_until(stream, done, timeout: float = 10.0) -> list:
+    """Consume ``stream`` until ``done()`` is true, then close it; fail after ``timeout``
+    seconds (or if the stream ends first). Returns the ticks it yielded."""
+    import asyncio
+    import time
+    from contextlib import aclosing
+
+    out: list = []
+
+    async def consume() -> None:
+        async with aclosing(stream) as ticks:
+            async for tick in ticks:
+                out.append(tick)
+
+    task = asyncio.create_task(consume())
+    deadline = time.monotonic() + timeout
+    try:
+        while not done():
+            if task.done():
+                task.result()  # the stream failed: raise its error
+                raise AssertionError("the stream ended before the condition was met")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout} s")
+            await asyncio.sleep(0.005)
+    finally:
+        task.cancel()
+        (outcome,) = await asyncio.gather(task, return_exceptions=True)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return out
+
+
 # -- a real uvicorn for API and SSE tests ------------------------------------------------------
 
 
@@ -116,7 +190,7 @@ class LiveServer:
 
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
-        self.url = "http://127.0.0.1:%d" % sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         config = uvicorn.Config(self.app, lifespan="on", log_level="warning", ws="none",
                                 timeout_graceful_shutdown=self.graceful_timeout)
         self.server = uvicorn.Server(config)

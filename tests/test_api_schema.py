@@ -39,7 +39,7 @@ def live_api(tmp_path_factory):
         yield server
 
 
-OPERATIONS = ["/", "/status", "/moedas", "/prever/{moeda}", "/previsoes/{moeda}",
+OPERATIONS = ["/", "/status", "/saude", "/moedas", "/prever/{moeda}", "/previsoes/{moeda}",
               "/metricas/{moeda}"]
 WITH_PARAMETERS = ["/prever/{moeda}", "/previsoes/{moeda}", "/metricas/{moeda}"]
 
@@ -47,7 +47,7 @@ WITH_PARAMETERS = ["/prever/{moeda}", "/previsoes/{moeda}", "/metricas/{moeda}"]
 def no_server_error(ctx, response, case):
     """No 5xx, except the documented 503 of /prever while a coin warms up."""
     if response.status_code == 503 and case.operation.path == "/prever/{moeda}":
-        assert response.json()["motivo"] in ("sem_dados", "aquecendo")
+        assert response.json()["motivo"] in ("sem_dados", "aquecendo", "sem_dados_na_fonte")
     else:
         assert response.status_code < 500, f"{response.status_code}: {response.text[:300]}"
 

@@ -104,7 +104,7 @@ def test_table_and_report(backtest):
     header = proc.stdout.splitlines()[0].split()
     assert header[:3] == ["coin", "horizon", "n"] and "skill" in header and "coverage" in header
     html = (out / "r.html").read_text()
-    assert "Plotly.newPlot" in html and "forecast vs realised" in html
+    assert "Plotly.newPlot" in html and "Candidatos lado a lado" in html
 
 
 def test_without_horizon_every_configured_horizon_is_written(tmp_path):

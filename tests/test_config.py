@@ -71,3 +71,26 @@ def test_unknown_key_in_file_is_rejected(tmp_path):
     cfg.write_text("[model]\nhorizn = '1h'\n")
     with pytest.raises(ConfigError, match="model.horizn"):
         load_settings(cfg)
+
+
+def test_errors_name_the_flag_the_variable_or_the_file_key(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as flag:
+        load_settings(flags={"api.port": "--port"}, api={"port": 99999})
+    assert "'api.port' (flag --port)" in str(flag.value)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[model]\nhorizon = \"0m\"\n")
+    with pytest.raises(ConfigError) as file:
+        load_settings(cfg)
+    assert f"(file {cfg}, key [model] horizon)" in str(file.value)
+    monkeypatch.setenv("CRYPTOTECH_MODEL__HORIZON", "banana")
+    with pytest.raises(ConfigError) as env:
+        load_settings(cfg)
+    message = str(env.value)
+    assert "(environment CRYPTOTECH_MODEL__HORIZON)" in message and message.count("banana") == 1
+    assert "Value error" not in message and "\n" not in message
+    # a whole section given as JSON in one variable is that variable's fault
+    monkeypatch.delenv("CRYPTOTECH_MODEL__HORIZON")
+    monkeypatch.setenv("CRYPTOTECH_MODEL", '{"interval_level": 2}')
+    with pytest.raises(ConfigError, match=r"\(environment CRYPTOTECH_MODEL\)"):
+        load_settings()

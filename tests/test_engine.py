@@ -35,7 +35,7 @@ def test_restart_from_checkpoint_and_stored_ticks_equals_uninterrupted(tmp_path)
     first, _ = run_engine(s, ticks[:500], checkpoint_at={300})
     second, _ = run_engine(s, ticks[500:])
     assert second.recovery["btc"].startswith("checkpoint")
-    assert "replayed 99 stored ticks" in second.recovery["btc"]  # btc ticks 151..249
+    assert "; 99 preços guardados reprocessados" in second.recovery["btc"]  # btc ticks 151..249
     assert predictions(s.store.path) == predictions(ref.store.path)
 
 
@@ -75,7 +75,8 @@ def test_no_readable_checkpoint_rebuilds_from_stored_ticks(tmp_path, caplog):
         store._conn.execute("UPDATE checkpoints SET blob = x'00'")
     with caplog.at_level(logging.INFO, logger="cryptotech.engine"):
         second, _ = run_engine(s, ticks[300:])
-    assert second.recovery["btc"] == "rebuilt from stored ticks, replayed 150 stored ticks"
+    assert second.recovery["btc"] == ("reconstruído a partir dos preços guardados; 150 preços "
+                                      "guardados reprocessados")
     assert "rebuilt from stored ticks" in caplog.text
     assert predictions(s.store.path) == predictions(ref.store.path)
 

@@ -221,18 +221,31 @@ def test_slow_and_timeout(fake, client):
                    timeout=0.2)
 
 
-def test_faults_apply_to_their_endpoint_only_and_for_a_duration(fake, client):
-    fake.fail_next("503", endpoint="market_chart")
-    assert simple_price(client, fake).status_code == 200
-    assert fake.pending_faults == 1
-    chart = client.get(fake.url + "/coins/bitcoin/market_chart",
-                       params={"vs_currency": "usd", "days": "1"})
-    assert chart.status_code == 503
-    fake.fail_for(0.3, "502", endpoint="*")
-    assert client.get(fake.url + "/ping").status_code == 502
-    assert simple_price(client, fake).status_code == 502
-    time.sleep(0.35)
-    assert simple_price(client, fake).status_code == 200
+class Clock:
+    """UNIX seconds that move only when the test moves them."""
+
+    def __init__(self, t: float = 1_780_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_faults_apply_to_their_endpoint_only_and_for_a_duration(client):
+    clock = Clock()
+    with FakeCoinGecko(clock=clock) as fake:
+        fake.fail_next("503", endpoint="market_chart")
+        assert simple_price(client, fake).status_code == 200
+        assert fake.pending_faults == 1
+        chart = client.get(fake.url + "/coins/bitcoin/market_chart",
+                           params={"vs_currency": "usd", "days": "1"})
+        assert chart.status_code == 503
+        fake.fail_for(0.3, "502", endpoint="*")
+        assert client.get(fake.url + "/ping").status_code == 502
+        clock.t += 0.29
+        assert simple_price(client, fake).status_code == 502
+        clock.t += 0.02  # the 0.3 s are over
+        assert simple_price(client, fake).status_code == 200
     with pytest.raises(ValueError):
         Fault("418")
     assert "timeout" in FAULT_KINDS
@@ -368,3 +381,60 @@ def test_stream_checks_the_pro_key():
         assert asyncio.run(handshake(stream.url, {})) == 401
         assert asyncio.run(handshake(stream.url, {"x-cg-pro-api-key": "pro-k"})) == 101
         assert stream.connections[-1].headers["x-cg-pro-api-key"] == "pro-k"
+
+
+def test_live_walk_serves_current_timestamps_and_moving_prices(client):
+    clock = Clock(1_780_000_000.4)
+    history = closes("btc")
+    with FakeCoinGecko(live=True, clock=clock) as fake:
+        first = simple_price(client, fake).json()["bitcoin"]
+        assert (first["last_updated_at"], first["usd"]) == (1_780_000_000, history[288][1])
+        clock.t += 150  # half-way to the next 5-minute point: the price moves half-way
+        half = simple_price(client, fake).json()["bitcoin"]
+        assert half["last_updated_at"] == 1_780_000_150
+        assert half["usd"] == pytest.approx((history[288][1] + history[289][1]) / 2)
+        clock.t += 600
+        later = simple_price(client, fake).json()["bitcoin"]
+        assert (later["last_updated_at"], later["usd"]) == (1_780_000_750, pytest.approx(
+            (history[290][1] + history[291][1]) / 2))
+        chart = client.get(fake.url + "/coins/bitcoin/market_chart",
+                           params={"vs_currency": "usd", "days": "1"}).json()["prices"]
+    # the last day up to now, 5 minutes apart, then the request time itself
+    assert chart[-1] == [pytest.approx(1_780_000_750_400), pytest.approx(later["usd"])]
+    times = [ms for ms, _ in chart[:-1]]
+    assert times[-1] == 1_780_000_600_000 and times[-1] - times[0] == 287 * 300_000
+    assert {b - a for a, b in zip(times, times[1:])} == {300_000}
+
+
+def test_now_flag_starts_a_live_fake_from_the_command_line(client):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "cryptotech.testing.fake_coingecko", "--now",
+                             "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("fake CoinGecko REST: ")  # it is serving
+        before = time.time()
+        body = client.get(f"http://127.0.0.1:{port}/api/v3/simple/price",
+                          params={"ids": "bitcoin", "vs_currencies": "usd",
+                                  "include_last_updated_at": "true"}).json()
+        assert int(before) - 1 <= body["bitcoin"]["last_updated_at"] <= time.time() + 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_live_stream_updates_carry_the_clock_time():
+    clock = Clock(1_780_000_000.0)
+    history = closes("btc")
+    with FakeCoinGeckoStream(interval=0.01, live=True, clock=clock) as stream:
+        got = asyncio.run(_stream_session(stream, 5))
+    btc = [u for u in got[3:] if u.get("i") == "bitcoin"]
+    assert btc and all((u["t"], u["p"]) == (1_780_000_000.0, history[288][1]) for u in btc)

@@ -1,3 +1,4 @@
+import asyncio
 import gzip
 import json
 from datetime import datetime, timezone
@@ -5,7 +6,14 @@ from datetime import datetime, timezone
 import pytest
 
 from cryptotech.errors import ReplayError
-from cryptotech.sources.replay import Replay, bundled_inputs, coin_from_name, load_file, parse_input
+from cryptotech.sources.replay import (
+    Replay,
+    ReplaySource,
+    bundled_inputs,
+    coin_from_name,
+    load_file,
+    parse_input,
+)
 
 UTC = timezone.utc
 
@@ -109,3 +117,65 @@ def test_bundled_data_has_all_six_coins_for_30_days():
     assert sorted(c for c, _ in inputs) == ["ada", "btc", "doge", "eth", "sol", "xrp"]
     ticks, summary = load_file(*inputs[0])
     assert summary.ticks == 8640 and not summary.skipped
+
+
+class FakeClock:
+    """Monotonic seconds that move only when the replay sleeps or the test says so."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+
+
+def replay_source(tmp_path, rows: int, **options):
+    path = tmp_path / "BTCUSDT_5m.csv"
+    path.write_text("time,close\n" + "".join(
+        f"{1_750_000_000 + 300 * i},{100 + i}\n" for i in range(rows)))
+    clock = FakeClock()
+    source = ReplaySource([parse_input(str(path))], warmup=0.0, clock=clock, sleep=clock.sleep,
+                          **options)
+    return source, clock
+
+
+def test_replay_reports_the_speed_it_really_reaches(tmp_path):
+    source, clock = replay_source(tmp_path, 200, speed=3600.0, laps=1, window=10.0)
+    assert source.status.to_dict()["velocidade"] == 3600.0
+    assert source.status.velocidade_real is None  # nothing measured yet
+    seen: list[float | None] = []
+
+    async def consume(slow_after: int, cost: float) -> None:
+        n = 0
+        async for _ in source.stream():
+            n += 1
+            if n > slow_after:
+                clock.t += cost  # the consumer (the engine) takes this long per tick
+            seen.append(source.status.velocidade_real)
+
+    asyncio.run(consume(slow_after=100, cost=0.5))
+    # unhurried: 300 s of market every 300/3600 s of wall time, as configured
+    assert seen[99] == pytest.approx(3600.0)
+    # a consumer needing 0.5 s per 5-minute tick holds the replay to 600x, and it says so
+    assert seen[-1] == pytest.approx(600.0)
+    assert all(s < 3600.0 * 1.001 for s in seen if s is not None)
+    assert (source.status.state, source.status.velocidade_real) == ("stale", 0.0)
+    assert source.status.message == "reprodução terminada: não há mais dados"
+    assert source.status.to_dict()["velocidade_real"] == 0.0
+
+
+def test_replay_status_says_in_portuguese_what_it_replays(tmp_path):
+    source, _ = replay_source(tmp_path, 3, speed=7200.0, laps=1)
+
+    async def first_message() -> str:
+        async for _ in source.stream():
+            return source.status.message
+        raise AssertionError("no tick")
+
+    assert asyncio.run(first_message()) == "reproduzindo histórico real a 7200x"
+    assert source.status.to_dict()["source"] == "replay"

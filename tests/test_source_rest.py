@@ -11,13 +11,14 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import VirtualClock, run_until
 
 from cryptotech.errors import ConfigError
 from cryptotech.sources import PriceSource, live_source
 from cryptotech.sources.base import Backoff
 from cryptotech.sources.coingecko import CoinGeckoRestSource, next_month
 from cryptotech.testing.fake_coingecko import FakeCoinGecko, load_history
-from cryptotech.testing.helpers import run_for, settings_for, take
+from cryptotech.testing.helpers import settings_for, take
 
 KEY = "CG-planted-4f7a9c21e0b8d3"
 TWO = {"btc": "bitcoin", "eth": "ethereum"}
@@ -31,10 +32,6 @@ def fake():
 
 def source_logs(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "cryptotech.source"]
-
-
-def gaps(requests) -> list[float]:
-    return [b.at - a.at for a, b in zip(requests, requests[1:])]
 
 
 def test_one_call_for_all_coins_yields_the_served_prices(fake):
@@ -76,13 +73,21 @@ def test_vs_currency_is_configurable(fake):
 
 
 def test_cadence_subtracts_the_time_a_poll_took(fake):
-    fake.fail_next("slow", delay=0.25, times=3)
-    source = CoinGeckoRestSource(settings_for(fake, coins=TWO, poll_interval="400ms"))
+    clock = VirtualClock()
+    source = CoinGeckoRestSource(settings_for(fake, coins=TWO, poll_interval="400ms"),
+                                 **clock.source_options())
+    fetch = source._fetch
+
+    async def slow_fetch(call):  # every answer takes 0.25 s on the source's clock
+        body = await fetch(call)
+        clock.advance(0.25)
+        return body
+
+    source._fetch = slow_fetch
     asyncio.run(take(source.stream(), 8, timeout=10))
-    starts = gaps(fake.requests_to("simple/price"))
-    # Each slow poll took 0.25 s; the next one still starts 0.4 s after it began (not 0.65 s).
-    assert len(starts) == 3
-    assert all(0.35 < g < 0.55 for g in starts), starts
+    # Each poll took 0.25 s; the next one still starts 0.4 s after it began (not 0.65 s).
+    assert len(fake.requests_to("simple/price")) == 4
+    assert clock.waits == pytest.approx([0.15] * 3)
 
 
 @pytest.mark.parametrize("plan", ["demo", "pro"])
@@ -130,14 +135,12 @@ def test_a_paid_plan_without_a_key_is_a_config_error(fake):
 
 def test_429_honours_retry_after_in_seconds(fake, caplog):
     fake.fail_next("429", retry_after=1)
-    source = CoinGeckoRestSource(settings_for(fake, coins=TWO))
+    clock = VirtualClock()
+    source = CoinGeckoRestSource(settings_for(fake, coins=TWO), **clock.source_options())
     ticks = asyncio.run(take(source.stream(), 2))
     assert [t.coin for t in ticks] == ["btc", "eth"]
-    first, second = fake.requests_to("simple/price")[:2]
-    assert first.status == 429 and second.status == 200
-    # waited what Retry-After asked (upper bound loose: a busy machine may be late)
-    waited = second.at - first.at
-    assert 1.0 <= waited < 5.0
+    assert [r.status for r in fake.requests_to("simple/price")] == [429, 200]
+    assert clock.waits == pytest.approx([1.0])  # waited what Retry-After asked, then polled
     assert source.status.errors == 1
     rate_lines = [r for r in source_logs(caplog) if "rate_limited" in r.getMessage()]
     assert len(rate_lines) == 1 and "Retry-After 1 s" in rate_lines[0].getMessage()
@@ -147,25 +150,24 @@ def test_429_honours_an_http_date_with_an_html_body(fake):
     fixed = datetime(2025, 6, 10, 12, 0, 0, tzinfo=timezone.utc)
     when = email.utils.format_datetime(fixed + timedelta(seconds=1), usegmt=True)
     fake.fail_next("429", retry_after=when, body="html")
-    source = CoinGeckoRestSource(settings_for(fake, coins=TWO), now=lambda: fixed)
+    clock = VirtualClock(start=fixed)
+    source = CoinGeckoRestSource(settings_for(fake, coins=TWO), **clock.source_options())
     asyncio.run(take(source.stream(), 2))
-    first, second = fake.requests_to("simple/price")[:2]
-    # waited what Retry-After asked (upper bound loose: a busy machine may be late)
-    waited = second.at - first.at
-    assert 1.0 <= waited < 5.0
+    assert [r.status for r in fake.requests_to("simple/price")] == [429, 200]
+    assert clock.waits == pytest.approx([1.0])  # until the date Retry-After named
 
 
 def test_429_without_retry_after_backs_off_with_seeded_jitter(fake):
     fake.fail_next("429", times=2, body="html")
+    clock = VirtualClock()
     source = CoinGeckoRestSource(settings_for(fake, coins=TWO, poll_interval="100ms"),
-                                 rng=random.Random(7))
+                                 rng=random.Random(7), **clock.source_options())
     asyncio.run(take(source.stream(), 2))
     expected = Backoff(base=0.1, cap=3600, rng=random.Random(7))
-    waits = [expected.next(), expected.next()]
-    observed = gaps(fake.requests_to("simple/price"))[:2]
-    assert waits[1] > waits[0]
-    for seen, wanted in zip(observed, waits):
-        assert wanted <= seen < wanted + 0.2
+    backoff = [expected.next(), expected.next()]
+    assert backoff[1] > backoff[0]
+    # never sooner than the 0.1 s poll interval
+    assert clock.waits == pytest.approx([max(0.1, backoff[0]), backoff[1]])
 
 
 def test_a_failure_never_brings_the_next_call_sooner_than_the_poll_interval(fake):
@@ -174,26 +176,27 @@ def test_a_failure_never_brings_the_next_call_sooner_than_the_poll_interval(fake
     fake.fail_next("429", retry_after=0)
     fake.fail_next("429")
     fake.fail_next("503")
+    clock = VirtualClock()
     source = CoinGeckoRestSource(settings_for(fake, coins=TWO, poll_interval="300ms"),
-                                 rng=random.Random(0))
+                                 rng=random.Random(0), **clock.source_options())
     asyncio.run(take(source.stream(), 2, timeout=10))
     calls = fake.requests_to("simple/price")
     assert [r.status for r in calls] == [429, 429, 503, 200]
-    assert all(g >= 0.3 for g in gaps(calls)), gaps(calls)
+    assert len(clock.waits) == 3 and all(w > 0.3 - 1e-9 for w in clock.waits), clock.waits
 
 
 def test_server_errors_back_off_exponentially_and_log_once(fake, caplog):
     caplog.set_level(logging.INFO)
     fake.fail_next("503", times=4)
-    source = CoinGeckoRestSource(settings_for(fake, coins=TWO), rng=random.Random(3))
+    clock = VirtualClock()
+    source = CoinGeckoRestSource(settings_for(fake, coins=TWO), rng=random.Random(3),
+                                 **clock.source_options())
     asyncio.run(take(source.stream(), 2, timeout=10))
     expected = Backoff(base=0.05, cap=3600, rng=random.Random(3))
-    waits = [expected.next() for _ in range(4)]
-    observed = gaps(fake.requests_to("simple/price"))
-    assert len(observed) == 4
-    for seen, wanted in zip(observed, waits):
-        assert wanted <= seen < wanted + 0.2
-    assert observed[3] > observed[0] * 2  # it really grows
+    backoff = [expected.next() for _ in range(4)]
+    assert len(fake.requests_to("simple/price")) == 5
+    assert clock.waits == pytest.approx([max(0.05, b) for b in backoff])  # never sooner than the interval
+    assert clock.waits[3] > clock.waits[0] * 2  # it really grows
     lines = [r.getMessage() for r in source_logs(caplog)]
     assert sum("unreachable" in line for line in lines) == 1
     assert sum(": live (" in line for line in lines) == 1
@@ -203,42 +206,39 @@ def test_server_errors_back_off_exponentially_and_log_once(fake, caplog):
 
 def test_timeouts_are_retried_and_explained(fake):
     fake.fail_next("timeout")
-    source = CoinGeckoRestSource(settings_for(fake, coins=TWO, timeout="200ms"))
-    seen = []
-
-    async def scenario():
-        stream = source.stream()
-        task = asyncio.ensure_future(take(stream, 2, timeout=10))
-        while source.status.state != "unreachable":
-            await asyncio.sleep(0.01)
-        seen.append(source.status.message)
-        return await task
-
-    ticks = asyncio.run(asyncio.wait_for(scenario(), 10))
+    clock = VirtualClock(hold_after=1)
+    source = CoinGeckoRestSource(settings_for(fake, coins=TWO, timeout="200ms"),
+                                 **clock.source_options())
+    asyncio.run(run_until(source.stream(), lambda: clock.waits))  # held in the backoff wait
+    assert source.status.state == "unreachable"
+    assert "não respondeu em 0.2 s" in source.status.message
+    clock.hold_after = None
+    ticks = asyncio.run(take(source.stream(), 2, timeout=10))
     assert len(ticks) == 2 and source.status.state == "live"
-    assert "did not answer within 0.2 s" in seen[0]
 
 
 def test_unreachable_host_is_reported_once(caplog):
     with FakeCoinGecko() as gone:
         url = gone.url
     settings = settings_for(None, coins=TWO, base_url=url)
-    source = CoinGeckoRestSource(settings, rng=random.Random(1))
-    asyncio.run(run_for(source.stream(), 0.6))
+    clock = VirtualClock(hold_after=3)
+    source = CoinGeckoRestSource(settings, rng=random.Random(1), **clock.source_options())
+    asyncio.run(run_until(source.stream(), lambda: len(clock.waits) == 3))
     assert source.status.state == "unreachable"
-    assert source.status.polls >= 3 and source.status.errors == source.status.polls
-    assert "cannot reach CoinGecko at 127.0.0.1:" in source.status.message
+    assert source.status.polls == 3 and source.status.errors == 3
+    assert clock.waits[2] > clock.waits[0]  # backing off
+    assert "não foi possível acessar o CoinGecko em 127.0.0.1:" in source.status.message
     assert len([r for r in source_logs(caplog) if "unreachable" in r.getMessage()]) == 1
 
 
 @pytest.mark.parametrize(
     ("code", "hint"),
     [
-        (10002, "set CRYPTOTECH_COINGECKO_API_KEY"),
-        (10005, "not on your plan"),
+        (10002, "defina CRYPTOTECH_COINGECKO_API_KEY"),
+        (10005, "não faz parte do seu plano"),
         (10010, 'source.plan = "pro"'),
         (10011, 'source.plan = "demo"'),
-        (None, "check CRYPTOTECH_COINGECKO_API_KEY"),
+        (None, "confira CRYPTOTECH_COINGECKO_API_KEY"),
     ],
 )
 def test_auth_errors_give_one_actionable_message_and_no_hammering(fake, caplog, code, hint):
@@ -246,36 +246,16 @@ def test_auth_errors_give_one_actionable_message_and_no_hammering(fake, caplog, 
         fake.fail_next("401", body="html")
     else:
         fake.fail_next("401", code=code)
-    source = CoinGeckoRestSource(settings_for(fake, coins=TWO, key=KEY, plan="demo"))
-
-    async def until_refused_then_half_a_second():
-        # bounded wait for the first (refused) call, however busy the machine, then watch
-        # 0.5 s more for any further call
-        ticks, task = [], None
-
-        async def consume():
-            async for tick in source.stream():
-                ticks.append(tick)
-
-        task = asyncio.create_task(consume())
-        for _ in range(200):
-            if source.status.state == "auth_error":
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        return ticks
-
-    ticks = asyncio.run(until_refused_then_half_a_second())
+    clock = VirtualClock(hold_after=1)
+    source = CoinGeckoRestSource(settings_for(fake, coins=TWO, key=KEY, plan="demo"),
+                                 **clock.source_options())
+    ticks = asyncio.run(run_until(source.stream(), lambda: clock.waits))
     assert ticks == []
     assert len(fake.requests) == 1  # one call, then a long wait (10 minutes by default)
+    assert clock.waits == pytest.approx([600.0])
     assert source.status.state == "auth_error"
     assert hint in source.status.message
-    assert source.status.next_poll_at - datetime.now(timezone.utc) > timedelta(minutes=9)
+    assert source.status.next_poll_at - clock.now() == timedelta(minutes=10)
     errors = [r for r in source_logs(caplog) if r.levelno == logging.ERROR]
     assert len(errors) == 1 and hint in errors[0].getMessage()
 
@@ -351,32 +331,54 @@ def test_no_new_data_for_several_polls_is_stale_then_live_again(caplog):
 
 
 def test_a_monthly_credit_budget_is_never_exceeded(fake):
-    # 0.3 s before the month ends: 3 credits can be spent 0.1 s apart, then none.
-    clock = datetime(2025, 6, 30, 23, 59, 59, 700_000, tzinfo=timezone.utc)
+    # 0.3 s before the month ends (and the clock stopped there): the 3 credits are spread
+    # over what is left of the month, then no call at all.
+    end_of_june = datetime(2025, 6, 30, 23, 59, 59, 700_000, tzinfo=timezone.utc)
+    clock = VirtualClock(hold_after=5)
     source = CoinGeckoRestSource(
         settings_for(fake, coins=TWO, poll_interval="10ms", monthly_credit_budget=3),
-        now=lambda: clock,
+        **(clock.source_options() | {"now": lambda: end_of_june}),
     )
-    asyncio.run(run_for(source.stream(), 1.0))
+    asyncio.run(run_until(source.stream(), lambda: len(clock.waits) == 5))
     assert len(fake.requests) == 3
     status = source.status
     assert (status.state, status.credits_used_month, status.credit_budget) == (
         "budget_exhausted", 3, 3)
-    assert "2025-07-01 00:00 UTC" in status.message
-    assert 0.08 < gaps(fake.requests)[0] < 0.3  # spread out, not every 10 ms
+    assert "30/06/2025 às 21:00 (horário de São Paulo)" in status.message  # 00:00 UTC
+    # 0.3 s / 2 credits left, then 0.3 s / 1, then the time to the next month: not every 10 ms
+    assert clock.waits == pytest.approx([0.15, 0.3, 0.3, 0.3, 0.3])
+
+
+def test_a_used_up_budget_waits_for_the_next_month(fake):
+    clock = VirtualClock(start=datetime(2025, 6, 30, 12, tzinfo=timezone.utc), hold_after=1)
+    source = CoinGeckoRestSource(
+        settings_for(fake, coins=TWO, monthly_credit_budget=3), credits_used_month=3,
+        max_wait=86400, **clock.source_options(),
+    )
+    asyncio.run(run_until(source.stream(), lambda: clock.waits))
+    assert fake.requests == [] and source.status.state == "budget_exhausted"
+    assert clock.waits == [pytest.approx(12 * 3600)]  # no call until midnight UTC, July 1st
+    assert source.status.next_poll_at == datetime(2025, 7, 1, tzinfo=timezone.utc)
+
+    clock.advance(clock.waits[0])  # that wait is over: a new month
+    clock.hold_after = 2
+    asyncio.run(run_until(source.stream(), lambda: len(clock.waits) == 2))
+    assert len(fake.requests) == 1 and source.status.credits_used_month == 1
+    assert source.status.state == "live"
 
 
 def test_credits_already_spent_count_and_polls_are_spread_over_the_month(fake):
+    clock = VirtualClock(hold_after=1)
     source = CoinGeckoRestSource(
-        settings_for(fake, coins=TWO, monthly_credit_budget=1000), credits_used_month=400
+        settings_for(fake, coins=TWO, monthly_credit_budget=1000), credits_used_month=400,
+        **clock.source_options(),
     )
-    asyncio.run(take(source.stream(), 2))
-    now = datetime.now(timezone.utc)
+    asyncio.run(run_until(source.stream(), lambda: clock.waits))
     assert source.status.credits_used_month == 401
     # 599 credits left for the rest of the month: (time left)/599 between calls.
-    spread = (next_month(now) - now).total_seconds() / 599
-    wait = (source.status.next_poll_at - now).total_seconds()
-    assert abs(wait - max(spread, 0.05)) < 5
+    spread = (next_month(clock.start) - clock.start).total_seconds() / 599
+    assert clock.waits == [pytest.approx(spread)]
+    assert source.status.next_poll_at == clock.start + timedelta(seconds=clock.waits[0])
 
 
 def test_backfill_is_a_day_of_five_minute_points_per_coin_in_time_order(fake):

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import socket
 
 import pytest
+from conftest import VirtualClock
 
 from cryptotech.errors import ConfigError
 from cryptotech.sources import PriceSource, live_source
+from cryptotech.sources.base import Backoff
 from cryptotech.sources.coingecko_ws import CoinGeckoStreamSource
 from cryptotech.testing.fake_coingecko import FakeCoinGecko, FakeCoinGeckoStream, load_history
 from cryptotech.testing.helpers import settings_for, take
@@ -57,7 +60,8 @@ def test_subscribes_as_documented_and_yields_the_updates(rest):
             assert tick.market_cap == pytest.approx(point["market_cap"])
             assert tick.change_24h == pytest.approx(point["change_24h"])
     assert rest.requests == []  # no REST call while the stream works
-    assert (source.status.state, source.status.source) == ("live", "coingecko-ws")
+    assert (source.status.state, source.status.source, source.status.fallback) == (
+        "live", "websocket", False)
 
 
 def test_parses_nulls_any_key_order_float_times_and_old_field_names(rest):
@@ -105,7 +109,9 @@ def test_reconnects_after_a_disconnect_mid_stream_without_duplicates(rest, caplo
     caplog.set_level(logging.INFO)
     with FakeCoinGeckoStream(api_key=KEY, interval=0.01) as stream:
         stream.drop_after(5)  # the TCP connection is cut, no close frame
-        source = CoinGeckoStreamSource(ws_settings(rest, stream))
+        clock = VirtualClock()
+        source = CoinGeckoStreamSource(ws_settings(rest, stream), rng=random.Random(4),
+                                       **clock.source_options())
         ticks = asyncio.run(take(source.stream(), 12))
     assert [c.status for c in stream.connections] == [101, 101]
     keys = [(t.coin, t.ts) for t in ticks]
@@ -114,29 +120,35 @@ def test_reconnects_after_a_disconnect_mid_stream_without_duplicates(rest, caplo
         stamps = [t.ts for t in ticks if t.coin == coin]
         assert stamps == sorted(stamps)
     assert source.status.errors == 1 and source.status.state == "live"
+    assert clock.waits == [Backoff(base=0.05, cap=60, rng=random.Random(4)).next()]
     assert not source.fell_back and rest.requests == []
     lines = source_lines(caplog)
     assert sum(": unreachable (" in line for line in lines) == 1
-    assert "reconnecting" in next(line for line in lines if "unreachable" in line)
+    assert "reconectando" in next(line for line in lines if "unreachable" in line)
 
 
 def test_falls_back_to_rest_after_repeated_failures_and_says_so(rest, caplog):
     caplog.set_level(logging.INFO)
     with FakeCoinGeckoStream(api_key=KEY) as stream:
         stream.refuse_next(3, status=503)
-        source = CoinGeckoStreamSource(ws_settings(rest, stream), max_failures=3)
+        clock = VirtualClock()
+        source = CoinGeckoStreamSource(ws_settings(rest, stream), max_failures=3,
+                                       rng=random.Random(4), **clock.source_options())
         ticks = asyncio.run(take(source.stream(), 4, timeout=10))
     assert [c.status for c in stream.connections] == [503, 503, 503]
     assert source.fell_back
-    assert source.status.source == "coingecko-rest (fallback from websocket)"
+    backoff = Backoff(base=0.05, cap=60, rng=random.Random(4))
+    # two reconnects with backoff, then one REST poll interval (0.05 s) between the two polls
+    assert clock.waits == pytest.approx([backoff.next(), backoff.next(), 0.05])
+    assert (source.status.source, source.status.fallback) == ("rest", True)
     calls = rest.requests_to("simple/price")
     assert len(calls) == 2 and calls[0].headers["x-cg-pro-api-key"] == KEY
     history = load_history("btc")
     assert [t.price for t in ticks if t.coin == "btc"] == [
         history.point(288)["price"], history.point(289)["price"]]
     lines = source_lines(caplog)
-    assert sum("falling back to REST polling" in line for line in lines) == 1
-    assert "HTTP 503" in next(line for line in lines if "falling back" in line)
+    assert sum("consultando por REST até reiniciar" in line for line in lines) == 1
+    assert "HTTP 503" in next(line for line in lines if "por REST até" in line)
 
 
 def test_an_unreachable_websocket_host_falls_back_too(rest):

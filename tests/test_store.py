@@ -8,7 +8,7 @@ from conftest import model_settings, random_walk
 from cryptotech.domain import Outcome
 from cryptotech.errors import StoreError
 from cryptotech.learning.learner import CoinLearner
-from cryptotech.store import SCHEMA_VERSION, Store
+from cryptotech.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 
 def feed(store, ticks, learner=None):
@@ -28,7 +28,7 @@ def test_schema_pragmas_and_version(tmp_path):
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert {"ticks", "predictions", "outcomes", "events", "checkpoints",
-                "pending_labels", "schema_version"} <= tables
+                "pending_labels", "kv", "schema_version"} <= tables
     with Store(tmp_path / "a.db") as store:  # reopening migrates nothing twice
         rows = store._conn.execute("SELECT version FROM schema_version").fetchall()
         assert rows == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
@@ -68,7 +68,7 @@ def test_failed_transaction_leaves_nothing_behind(tmp_path):
         before = store.counts()
         p, o = learner.process(ticks[19])
         broken = [Outcome(o[0].prediction, float("nan"))] if o else []
-        with pytest.raises((StoreError, ValueError)):
+        with pytest.raises(StoreError, match="ValueError: Out of range float"):
             store.commit_tick(ticks[19], p, broken or [Outcome(p[0], float("nan"))])
         assert store.counts() == before
 
@@ -197,3 +197,62 @@ def test_full_disk_is_a_clear_error_and_no_corruption(tmp_path):
         n = store.counts()["ticks"]
     with Store(path) as store:
         assert store.counts()["ticks"] == n > 0
+
+
+@pytest.mark.parametrize("payload, error", [
+    ({"x": float("nan")}, "ValueError"),          # json.dumps(allow_nan=False)
+    ({"x": object()}, "TypeError"),               # not JSON
+    ({"x": float("inf")}, "ValueError"),
+])
+def test_payload_errors_become_store_errors_and_roll_back(tmp_path, payload, error):
+    ticks = random_walk(3)
+    with Store(tmp_path / "a.db") as store:
+        feed(store, ticks[:2])
+        before = store.counts()
+        with pytest.raises(StoreError, match=error) as raised:
+            store.commit_tick(ticks[2], [], [], extra_events=[("extra", payload)])
+        assert isinstance(raised.value.__cause__, (ValueError, TypeError))
+        assert store.counts() == before
+
+
+def test_sqlite_and_binding_errors_become_store_errors(tmp_path):
+    with Store(tmp_path / "a.db") as store:
+        with pytest.raises(StoreError, match="OverflowError"):
+            store.set_value("big", 2**70)  # type: ignore[arg-type]
+        with pytest.raises(StoreError, match="OperationalError"), store.transaction() as tx:
+            tx.execute("SELECT * FROM no_such_table")
+        with pytest.raises(StoreError, match="OperationalError"), store.reading() as conn:
+            conn.execute("INSERT INTO kv VALUES ('a', 'b')")  # a read-only connection
+        assert store.get_value("big") is None
+
+
+def test_unreadable_stored_event_is_a_store_error(tmp_path):
+    ticks = random_walk(2)
+    with Store(tmp_path / "a.db") as store:
+        feed(store, ticks)
+        store._conn.execute("UPDATE events SET data = 'not json' WHERE id = 1")
+        with pytest.raises(StoreError, match="JSONDecodeError"):
+            store.events_after(0)
+
+
+def test_values_are_kept_across_reopening(tmp_path):
+    with Store(tmp_path / "a.db") as store:
+        assert store.get_value("k") is None
+        store.set_value("k", "1")
+        store.set_value("k", "2")
+    with Store(tmp_path / "a.db") as store:
+        assert store.get_value("k") == "2"
+
+
+def test_a_schema_1_database_is_migrated_keeping_its_rows(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(MIGRATIONS[1])
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute("INSERT INTO ticks (coin, ts, price) VALUES ('btc', 1.0, 10.0)")
+    conn.close()
+    with Store(path) as store:
+        assert store.counts()["ticks"] == 1
+        store.set_value("k", "v")
+        assert store.get_value("k") == "v"

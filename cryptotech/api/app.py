@@ -4,8 +4,10 @@
 stream (:mod:`.stream`), the Portuguese error handlers (:mod:`.errors`) and, when
 ``api.cors_origins`` lists any, a CORS allow-list for GET/HEAD. Its lifespan opens the
 store, builds the hub and the engine, starts the engine, publishes a ``status`` event every
-``status_every`` seconds and watches for shutdown. On shutdown every SSE stream gets an
-``adeus`` event, the engine stops (final checkpoint) and the store closes.
+``status_every`` seconds and watches for shutdown, both as tasks supervised by the engine
+(``pulsacao``, ``encerramento`` in ``/status``). On shutdown every SSE stream gets an
+``adeus`` event, the engine stops (final checkpoint) and the store closes; one log line says
+the server is stopping, one that it stopped and how long it took.
 
 Shutdown and open streams: uvicorn waits for open connections before it runs the lifespan's
 shutdown, and an SSE stream never ends by itself. On SIGINT/SIGTERM sse-starlette (imported
@@ -22,7 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -73,24 +78,25 @@ def create_app(settings: Settings, source: PriceSource | None = None, *,
         state.settings, state.store, state.hub, state.engine = settings, store, hub, engine
         state.presenter, state.forecasts = presenter, forecasts
         state.closing = asyncio.Event()
-        tasks: list[asyncio.Task] = []
+        state.stopping_at = None
         try:
+            # watching from the start: a signal during a long recovery ends the recovery
+            engine.supervise("encerramento", lambda: _watch_shutdown(app))
             await engine.start()
-            tasks = [
-                asyncio.create_task(_publish_status(app, status_every), name="api-status"),
-                asyncio.create_task(_watch_shutdown(app), name="api-shutdown-watch"),
-            ]
+            engine.supervise("pulsacao", lambda: _publish_status(app, status_every))
             yield
         finally:
-            state.closing.set()
-            hub.close_all(stream.farewell())
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await engine.stop()
+            _begin_stopping(app, "the server stops")
+            began = state.stopping_at
+            said = await engine.stop()
             store.close()
+            log.info("stopped %.1f s after the stop began: streams closed, %s",
+                     time.monotonic() - began, said)
+            if threading.current_thread() is threading.main_thread():
+                # `cryptotech run/demo`: the process exits next. Python would then scan every
+                # object for cycles (hundreds of thousands: seconds on a busy machine); the
+                # store is closed and nothing else holds resources, so skip that scan.
+                gc.freeze()
 
     app = FastAPI(
         title="CryptoTech",
@@ -138,7 +144,7 @@ def _document_event_models(app: FastAPI) -> None:
             known = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, model_schema in defs.get("$defs", {}).items():
                 known.setdefault(name, model_schema)
-        return app.openapi_schema
+        return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
 
@@ -155,24 +161,45 @@ def begin_shutdown(app: FastAPI) -> None:
 
 
 async def _watch_shutdown(app: FastAPI) -> None:
-    """Farewell to every stream as soon as the server starts to stop."""
+    """Farewell to every stream as soon as the server starts to stop (a signal, or
+    :func:`begin_shutdown`), then wait to be cancelled with the other tasks."""
     state = app.state
     while not (AppStatus.should_exit or state.closing.is_set()):
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(state.closing.wait(), 0.2)
+    _begin_stopping(app, "signal received" if AppStatus.should_exit else "asked to stop")
+    await asyncio.Event().wait()
+
+
+def _begin_stopping(app: FastAPI, why: str) -> None:
+    """Once: log that the server stops, and say farewell to every stream (ends them, so
+    uvicorn does not wait for them)."""
+    state = app.state
     state.closing.set()
+    state.engine.halt()
+    if state.stopping_at is None:
+        state.stopping_at = time.monotonic()
+        log.info("stopping (%s): closing %d stream(s), then the final checkpoint", why,
+                 state.hub.subscribers)
     state.hub.close_all(stream.farewell())
 
 
 async def _publish_status(app: FastAPI, every: float) -> None:
-    """A short ``status`` event every ``every`` seconds (steady rhythm)."""
+    """A short ``status`` event every ``every`` seconds (steady rhythm); a failed one is
+    logged and counted (task ``pulsacao``), the next one is tried on time."""
     loop = asyncio.get_running_loop()
     state = app.state
     next_at = loop.time()
     while True:
         next_at = max(next_at + every, loop.time())
         await asyncio.sleep(next_at - loop.time())
-        if state.hub.subscribers:
+        if not state.hub.subscribers:
+            continue
+        try:
             brief = state.presenter.status_brief(state.engine, state.hub.subscribers,
                                                  state.hub.last_id)
             state.hub.publish(Event("status", brief.model_dump(mode="json")))
+        except Exception as exc:
+            state.engine.supervisor.failed("pulsacao", exc, "status event not published")
+        else:
+            state.engine.supervisor.succeeded("pulsacao")

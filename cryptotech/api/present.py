@@ -221,10 +221,13 @@ class Presenter:
                 rotulos_pendentes=int(c.get("pending_labels") or 0),
                 ignorados={str(k): int(v) for k, v in (c.get("ignored") or {}).items()},
                 recuperacao=c.get("recovery"),
+                sem_dados=c.get("no_data"),
             )
             for coin, c in (raw.get("coins") or {}).items()
         }
-        healthy = fonte is None or fonte.estado == "live"
+        motor = s.Motor.model_validate(raw["motor"])
+        healthy = ((fonte is None or fonte.estado == "live") and motor.aprendendo
+                   and not any(c.sem_dados for c in coins.values()))
         return s.Status(
             situacao="ok" if healthy else "atencao",
             agora=self.time(time.time()),
@@ -247,6 +250,7 @@ class Presenter:
                 resultados=counts.get("outcomes", 0), eventos=counts.get("events", 0),
                 checkpoints=counts.get("checkpoints", 0),
             ),
+            motor=motor,
         )
 
     def status_brief(self, engine: Any, subscribers: int, last_event_id: int) -> s.StatusResumo:

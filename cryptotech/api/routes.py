@@ -1,4 +1,4 @@
-"""The REST routes of the seed, in Portuguese: ``/``, ``/status``, ``/moedas``,
+"""The REST routes of the seed, in Portuguese: ``/``, ``/status``, ``/saude``, ``/moedas``,
 ``/prever/{moeda}``, ``/previsoes/{moeda}`` (JSON pages or a streamed CSV) and
 ``/metricas/{moeda}``.
 
@@ -123,6 +123,19 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
         last_id = max(state.hub.last_id, state.store.event_id_range()[1])
         return presenter.status(state.engine, counts, last_id, state.hub.max_subscribers)
 
+    @get("/saude", response_model=s.Saude, summary="O motor está aprendendo?", tags=["serviço"],
+         description="200 enquanto o motor aprende: recuperado do banco, todas as tarefas ok e "
+                     "a fonte entregando preços. 503 caso contrário, com o motivo (fonte "
+                     "inacessível ou sem preços novos, tarefa reiniciando ou com falhas "
+                     "seguidas, motor encerrando). Não lê o banco: serve para monitoramento.",
+         responses={503: {"model": s.Saude, "description": "O motor não está aprendendo"}})
+    async def saude(request: Request) -> JSONResponse:
+        engine = request.app.state.engine
+        learning, why = engine.health()
+        body = s.Saude(aprendendo=learning, detalhe=why, ticks_processados=engine.ticks_processed)
+        return JSONResponse(body.model_dump(mode="json"), status_code=200 if learning else 503,
+                            headers={"Cache-Control": "no-store"})
+
     @get("/moedas", response_model=s.Moedas, summary="Moedas configuradas", tags=["serviço"])
     async def moedas() -> s.Moedas:
         return s.Moedas(moedas=coins,
@@ -166,6 +179,12 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
         expected = next_poll.timestamp() if next_poll is not None else now + poll
         wait = max(1, int(round(expected - now)))
         seen = learner.ticks_seen
+        no_data = engine.no_data_reason(coin)
+        if no_data is not None and seen == 0:  # the source does not have this coin
+            body = s.Indisponivel(detalhe=f"{coin}: {no_data}", motivo="sem_dados_na_fonte",
+                                  precos_recebidos=0, previsao_esperada_em=None,
+                                  tentar_novamente_em_segundos=max(wait, 3600))
+            return JSONResponse(body.model_dump(mode="json"), status_code=503)
         if seen == 0:
             motivo = "sem_dados"
             state = f"; fonte: {src.state} ({src.message})" if src is not None else ""

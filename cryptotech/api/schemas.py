@@ -67,9 +67,10 @@ class Indisponivel(_Modelo):
     detalhe: str = Field(
         examples=["btc: aquecendo; 1 preço recebido, a previsão sai a partir do segundo preço"]
     )
-    motivo: Literal["sem_dados", "aquecendo"] = Field(
-        description="sem_dados: nenhum preço recebido; aquecendo: preços recebidos, mas "
-        "ainda não o bastante para estimar a volatilidade",
+    motivo: Literal["sem_dados", "aquecendo", "sem_dados_na_fonte"] = Field(
+        description="sem_dados: nenhum preço recebido ainda; aquecendo: preços recebidos, mas "
+        "ainda não o bastante para estimar a volatilidade; sem_dados_na_fonte: a fonte não "
+        "tem esta moeda (não haverá previsão enquanto isso durar)",
         examples=["aquecendo"],
     )
     precos_recebidos: int = Field(ge=0, examples=[1])
@@ -276,7 +277,10 @@ class MoedaStatus(_Modelo):
     rotulos_pendentes: int = Field(ge=0, description="Previsões esperando o preço real",
                                    examples=[12])
     ignorados: dict[str, int] = Field(examples=[{"duplicate": 3}])
-    recuperacao: str | None = Field(examples=["checkpoint 12, replayed 3 stored ticks"])
+    recuperacao: str | None = Field(examples=["checkpoint 12; 3 preços guardados reprocessados"])
+    sem_dados: str | None = Field(
+        default=None, description="Por que a fonte não tem preços desta moeda (null: tem)",
+        examples=["sem dados na fonte: o CoinGecko não devolve o id 'notacoin'"])
 
 
 class Banco(_Modelo):
@@ -289,11 +293,39 @@ class Banco(_Modelo):
     checkpoints: int = Field(ge=0, examples=[18])
 
 
+class TarefaMotor(_Modelo):
+    """Uma tarefa de longa duração do motor (fonte, checkpoints, pulsação...)."""
+
+    estado: Literal["ok", "reiniciando", "falhou"] = Field(
+        description="ok: funcionando; reiniciando: parou por um erro e será reiniciada; "
+        "falhou: vários erros seguidos (continua tentando)", examples=["ok"])
+    erros: int = Field(ge=0, description="Erros desde o início", examples=[0])
+    ultimo_erro: str | None = Field(examples=[None])
+    erro_em: datetime | None = Field(description="Quando foi o último erro (UTC)",
+                                     examples=[None])
+
+
+class Motor(_Modelo):
+    """Se o motor está aprendendo, e a saúde de cada tarefa."""
+
+    aprendendo: bool = Field(examples=[True])
+    motivo: str = Field(description="aprendendo, ou por que não", examples=["aprendendo"])
+    tarefas: dict[str, TarefaMotor]
+
+
+class Saude(_Modelo):
+    """`/saude`: 200 enquanto o motor aprende, 503 caso contrário."""
+
+    aprendendo: bool = Field(examples=[True])
+    detalhe: str = Field(examples=["aprendendo"])
+    ticks_processados: int = Field(ge=0, examples=[51840])
+
+
 class Status(_Modelo):
     """`/status`: pulsação do serviço."""
 
     situacao: Literal["ok", "atencao"] = Field(
-        description="ok quando a fonte entrega preços; atencao caso contrário",
+        description="ok quando o motor aprende e toda moeda tem preços; atencao caso contrário",
         examples=["ok"],
     )
     agora: datetime = Field(examples=[EXEMPLO_FEITA])
@@ -313,12 +345,13 @@ class Status(_Modelo):
                                       examples=[0])
     ultimo_evento_id: int = Field(ge=0, examples=[155000])
     banco: Banco
+    motor: Motor
 
 
 __all__ = [
     "Banco", "Contexto", "Erro", "ErroParametro", "FonteStatus", "Indisponivel", "MetricasMoeda",
-    "Metricas", "MoedaInfo", "MoedaStatus", "Moedas", "Numero", "PaginaPrevisoes", "Previsao",
-    "PrevisaoAtual", "Status", "finite_or_none",
+    "Metricas", "MoedaInfo", "MoedaStatus", "Moedas", "Motor", "Numero", "PaginaPrevisoes",
+    "Previsao", "PrevisaoAtual", "Saude", "Status", "TarefaMotor", "finite_or_none",
 ]
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -54,6 +54,9 @@ class SourceStatus:
     ``non_positive``, ``non_numeric``, ``missing_price``, ``missing_coin``, ``bad_timestamp``,
     ``out_of_order``, ``absurd_jump``, ``malformed``); ``duplicates`` counts repeated source
     timestamps, which are normal (CoinGecko caches prices) and therefore not "rejected".
+    ``source`` is the kind of source delivering prices (``rest``, ``websocket``, ``replay``);
+    ``fallback`` is true while REST polling stands in for a WebSocket that kept failing.
+    ``message`` is read by users: Portuguese, one line.
 
     >>> status = SourceStatus(source="rest")
     >>> status.change("live", "prices arrive")
@@ -65,8 +68,9 @@ class SourceStatus:
     """
 
     state: State = "starting"
-    message: str = "starting"
+    message: str = "iniciando"
     source: str = ""
+    fallback: bool = False
     last_ok_at: datetime | None = None
     last_tick_at: dict[str, datetime] = field(default_factory=dict)
     polls: int = 0
@@ -76,6 +80,28 @@ class SourceStatus:
     credits_used_month: int = 0
     credit_budget: int = 0
     next_poll_at: datetime | None = None
+    no_data: dict[str, str] = field(default_factory=dict)
+
+    def note_no_data(self, missing: dict[str, str], present: Iterable[str] = ()) -> None:
+        """Record the configured coins the source has no data for (coin -> Portuguese reason)
+        and those it has data for again; one WARNING line when coins are newly without data.
+
+        >>> status = SourceStatus(source="rest")
+        >>> status.note_no_data({"zzz": "sem dados na fonte"}, present=["btc"])
+        >>> status.note_no_data({"zzz": "sem dados na fonte"})   # no new line
+        >>> status.to_dict()["no_data"]
+        {'zzz': 'sem dados na fonte'}
+        >>> status.note_no_data({}, present=["zzz"]); status.no_data
+        {}
+        """
+        new = sorted(set(missing) - set(self.no_data))
+        self.no_data.update(missing)
+        back = sorted(c for c in present if self.no_data.pop(c, None) is not None)
+        if new:
+            LOG.warning("source %s has no data for %s: %s", self.source or "?", ", ".join(new),
+                        "; ".join(f"{c}: {missing[c]}" for c in new))
+        if back:
+            LOG.info("source %s has data again for %s", self.source or "?", ", ".join(back))
 
     def change(self, state: State, message: str) -> bool:
         """Set ``state`` and ``message``; log one line if the state changed.
@@ -100,6 +126,7 @@ class SourceStatus:
             "state": self.state,
             "message": self.message,
             "source": self.source,
+            "fallback": self.fallback,
             "last_ok_at": _iso(self.last_ok_at),
             "last_tick_at": {coin: _iso(ts) for coin, ts in sorted(self.last_tick_at.items())},
             "polls": self.polls,
@@ -109,6 +136,7 @@ class SourceStatus:
             "credits_used_month": self.credits_used_month,
             "credit_budget": self.credit_budget,
             "next_poll_at": _iso(self.next_poll_at),
+            "no_data": dict(sorted(self.no_data.items())),
         }
 
 

@@ -15,6 +15,8 @@ retries are off):
   wait (10 minutes by default): a wrong key does not fix itself;
 * budget used up: no call until the next calendar month (UTC).
 
+Status messages (``/status``, the dashboard) are Portuguese, as everything a user reads.
+
 The API key travels only as the ``x-cg-demo-api-key`` / ``x-cg-pro-api-key`` header given to
 the SDK's constructor; messages, logs and exceptions are built from our own words plus server
 text passed through :func:`~cryptotech.sources.base.redact`.
@@ -31,16 +33,16 @@ import json
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptotech.config import Settings
+from cryptotech.config import Settings, zone_city
 from cryptotech.domain import Tick
 from cryptotech.errors import ConfigError, SourceError
-from cryptotech.sources.base import LOG, Backoff, SourceStatus, redact
+from cryptotech.sources.base import LOG, Backoff, SourceStatus, State, redact
 from cryptotech.sources.validation import TickValidator
 
 UTC = timezone.utc
@@ -48,15 +50,16 @@ PUBLIC_HOST = "https://api.coingecko.com/api/v3"
 PRO_HOST = "https://pro-api.coingecko.com/api/v3"
 KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
 
+# Status messages are read by users (/status, the dashboard): Portuguese, one line each.
 AUTH_HINTS = {
-    10002: "CoinGecko says the API key is missing (error 10002): set "
-    "CRYPTOTECH_COINGECKO_API_KEY and source.plan = \"demo\" or \"pro\"",
-    10005: "CoinGecko says this endpoint is not on your plan (error 10005): check source.plan "
-    "and the plan of your key at coingecko.com/en/api/pricing",
-    10010: "CoinGecko says a Pro key was sent to the public host (error 10010): set "
-    "source.plan = \"pro\" (host pro-api.coingecko.com)",
-    10011: "CoinGecko says a Demo key was sent to the Pro host (error 10011): set "
-    "source.plan = \"demo\" (host api.coingecko.com)",
+    10002: "o CoinGecko diz que falta a chave da API (erro 10002): defina "
+    "CRYPTOTECH_COINGECKO_API_KEY e source.plan = \"demo\" ou \"pro\"",
+    10005: "o CoinGecko diz que este endereço não faz parte do seu plano (erro 10005): confira "
+    "source.plan e o plano da sua chave em coingecko.com/en/api/pricing",
+    10010: "o CoinGecko diz que uma chave Pro foi enviada ao servidor público (erro 10010): "
+    "defina source.plan = \"pro\" (servidor pro-api.coingecko.com)",
+    10011: "o CoinGecko diz que uma chave Demo foi enviada ao servidor Pro (erro 10011): "
+    "defina source.plan = \"demo\" (servidor api.coingecko.com)",
 }
 
 
@@ -125,9 +128,12 @@ def next_month(now: datetime) -> datetime:
 
 
 class CreditBudget:
-    """Monthly call credits (1 per call) that are never exceeded, spread over the month.
+    """Monthly call credits (1 per answered call) never exceeded, spread over the month.
 
     ``monthly == 0`` means no budget (calls are still counted). Months are UTC calendar months.
+    Only calls that got an HTTP answer spend a credit (CoinGecko bills those; a DNS or
+    connection failure never reached it). ``on_spend`` (if set) is called after each spend,
+    so the count can be kept across restarts (:meth:`dump`, :meth:`restore`).
 
     >>> now = datetime(2025, 6, 30, 23, 0, tzinfo=timezone.utc)
     >>> budget = CreditBudget(monthly=4, used=2, now=now)
@@ -135,6 +141,8 @@ class CreditBudget:
     (2, 1800.0)
     >>> budget.spend(now); budget.spend(now); budget.remaining(now), budget.spacing(now)
     (0, 3600.0)
+    >>> budget.dump()
+    '{"month": "2025-06", "used": 4}'
     >>> budget.remaining(datetime(2025, 7, 1, tzinfo=timezone.utc))   # a new month
     4
     """
@@ -143,6 +151,7 @@ class CreditBudget:
         self.monthly = monthly
         self.used = used
         self._month = self._key(now or datetime.now(UTC))
+        self.on_spend: Callable[[], None] | None = None
 
     @staticmethod
     def _key(now: datetime) -> tuple[int, int]:
@@ -162,6 +171,33 @@ class CreditBudget:
     def spend(self, now: datetime, credits: int = 1) -> None:
         self._roll(now)
         self.used += credits
+        if self.on_spend is not None:
+            self.on_spend()
+
+    def dump(self) -> str:
+        """This month's count as stored text (JSON ``{"month": "YYYY-MM", "used": n}``)."""
+        year, month = self._month
+        return json.dumps({"month": f"{year:04d}-{month:02d}", "used": self.used})
+
+    def restore(self, text: str | None) -> None:
+        """Take the count from :meth:`dump`'s text if it is of the current month (else keep
+        this one: a new month starts from 0). Unreadable text is ignored.
+
+        >>> now = datetime(2025, 6, 30, 23, 0, tzinfo=timezone.utc)
+        >>> budget = CreditBudget(monthly=0, now=now)
+        >>> budget.restore('{"month": "2025-06", "used": 7}'); budget.used
+        7
+        >>> budget.restore('{"month": "2025-05", "used": 9}'); budget.used
+        7
+        """
+        try:
+            saved = json.loads(text) if text else None
+            month, used = saved["month"], int(saved["used"])
+        except (ValueError, TypeError, KeyError):
+            return
+        year, mon = self._month
+        if month == f"{year:04d}-{mon:02d}" and used >= 0:
+            self.used = max(self.used, used)
 
     def spacing(self, now: datetime) -> float:
         """Smallest wait between calls that lasts the budget to the month's end.
@@ -218,10 +254,12 @@ def parse_simple_price(
     if not isinstance(data, dict):
         raise MalformedResponse("the body is not a JSON object")
     ticks = []
+    missing = {}
     for symbol, coin_id in coins.items():
         entry = data.get(coin_id)
         if entry is None:
             validator.reject("missing_coin")
+            missing[symbol] = f"sem dados na fonte: o CoinGecko não devolve o id {coin_id!r}"
             continue
         if not isinstance(entry, dict):
             validator.reject("malformed")
@@ -236,6 +274,7 @@ def parse_simple_price(
         )
         if tick is not None:
             ticks.append(tick)
+    validator.status.note_no_data(missing, present=set(coins) - set(missing))
     return ticks
 
 
@@ -296,6 +335,9 @@ class CoinGeckoRestSource:
         Random generator for the backoff jitter (seed it in tests).
     now
         Wall clock (aware UTC datetime) for the credit budget and ``Retry-After`` dates.
+    monotonic, sleep
+        The clock that times the waits between polls and the coroutine that waits
+        (``time.monotonic`` and ``asyncio.sleep``; tests pass a virtual clock).
     credits_used_month
         Credits already spent this month (e.g. remembered by the store across restarts).
     auth_retry_after
@@ -314,6 +356,8 @@ class CoinGeckoRestSource:
         validator: TickValidator | None = None,
         rng: random.Random | None = None,
         now: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         credits_used_month: int = 0,
         auth_retry_after: float = 600.0,
         max_wait: float = 3600.0,
@@ -345,7 +389,9 @@ class CoinGeckoRestSource:
             key = ""
         self._key = key
         self.now = now or (lambda: datetime.now(UTC))
-        self.status = status if status is not None else SourceStatus(source="coingecko-rest")
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.status = status if status is not None else SourceStatus(source="rest")
         self.validator = validator if validator is not None else TickValidator(self.status)
         self.backoff = Backoff(base=self.interval, cap=max(self.interval, max_wait), rng=rng)
         self.budget = CreditBudget(source.monthly_credit_budget, credits_used_month, self.now())
@@ -382,21 +428,27 @@ class CoinGeckoRestSource:
         return {h: Omit() for plan, h in KEY_HEADERS.items() if plan != self.plan}
 
     async def _fetch(self, call: Callable[[], Awaitable[Any]]) -> bytes:
-        """The body of a 200 answer; every failure converted into a :class:`SourceError`."""
+        """The body of a 200 answer; every failure converted into a :class:`SourceError`.
+
+        A credit is spent for every call that got an HTTP answer (any status), none for a
+        call that never reached CoinGecko (DNS, connection refused, timeout).
+        """
         import coingecko_sdk as sdk
         import httpx
 
         try:
             raw = await call()
+            self._spend()  # answered: CoinGecko counts it
             return await raw.read()
         except sdk.APIStatusError as exc:
+            self._spend()  # an HTTP error answer is a call CoinGecko answered too
             status = exc.status_code
             code, server_text = _error_details(exc.body)
             server_text = redact(server_text, self._key, limit=160)
             if status == 429:
                 wait = parse_retry_after(exc.response.headers.get("retry-after"), self.now())
                 raise RateLimited(
-                    "CoinGecko rate limit (HTTP 429)"
+                    "limite de requisições do CoinGecko atingido (HTTP 429)"
                     + (f"; Retry-After {wait:g} s" if wait is not None else ""),
                     wait,
                 ) from None
@@ -404,24 +456,25 @@ class CoinGeckoRestSource:
                 raise AuthRejected(AUTH_HINTS[code], code) from None
             if status in (401, 403):
                 raise AuthRejected(
-                    f"CoinGecko refused the request (HTTP {status}"
-                    + (f", error {code}" if code else "")
+                    f"o CoinGecko recusou a requisição (HTTP {status}"
+                    + (f", erro {code}" if code else "")
                     + (f": {server_text}" if server_text else "")
-                    + "): check CRYPTOTECH_COINGECKO_API_KEY and source.plan",
+                    + "): confira CRYPTOTECH_COINGECKO_API_KEY e source.plan",
                     code,
                 ) from None
             raise Unavailable(
-                f"CoinGecko answered HTTP {status}" + (f": {server_text}" if server_text else "")
+                f"o CoinGecko respondeu HTTP {status}" + (f": {server_text}" if server_text else "")
             ) from None
         except sdk.APITimeoutError:
-            raise Unavailable(f"CoinGecko ({self._host}) did not answer within "
+            raise Unavailable(f"o CoinGecko ({self._host}) não respondeu em "
                               f"{self.timeout:g} s") from None
         except sdk.APIConnectionError as exc:
             cause = redact(str(exc.__cause__ or exc), self._key, limit=160)
-            raise Unavailable(f"cannot reach CoinGecko at {self._host}: {cause}") from None
+            raise Unavailable(f"não foi possível acessar o CoinGecko em {self._host} "
+                              f"(detalhe: {cause})") from None
         except httpx.HTTPError as exc:  # e.g. the connection dropped while reading the body
             cause = redact(str(exc) or type(exc).__name__, self._key, limit=160)
-            raise Unavailable(f"CoinGecko answer cut short: {cause}") from None
+            raise Unavailable(f"a resposta do CoinGecko foi interrompida (detalhe: {cause})") from None
 
     # -- polling -------------------------------------------------------------------------------
 
@@ -436,31 +489,32 @@ class CoinGeckoRestSource:
         self.budget.spend(self.now())
         self.status.credits_used_month = self.budget.used
 
-    async def stream(self) -> AsyncIterator[Tick]:
+    async def stream(self) -> AsyncGenerator[Tick, None]:
         """Poll forever, yielding each new valid tick; cancel (or ``aclose``) to stop."""
         async with self._client() as client:
             while True:
-                started = time.monotonic()
+                started = self.monotonic()
                 ticks: list[Tick] = []
                 if not self._can_spend():
                     deadline = started + self._budget_exhausted()
                 else:
                     ticks, wait, steady = await self._poll(client)
-                    deadline = (started if steady else time.monotonic()) + wait
-                left = max(0.0, deadline - time.monotonic())
+                    deadline = (started if steady else self.monotonic()) + wait
+                left = max(0.0, deadline - self.monotonic())
                 self.status.next_poll_at = self.now() + timedelta(seconds=left)
                 for tick in ticks:
                     yield tick
-                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                await self.sleep(max(0.0, deadline - self.monotonic()))
 
     def _budget_exhausted(self) -> float:
         now = self.now()
         resume = next_month(now)
         self.status.credits_used_month = self.budget.used
+        local = resume.astimezone(self.settings.zone)
         self.status.change(
             "budget_exhausted",
-            f"monthly credit budget of {self.budget.monthly} calls used up; polling resumes "
-            f"{resume:%Y-%m-%d %H:%M} UTC",
+            f"orçamento mensal de {self.budget.monthly} chamadas esgotado; as consultas voltam "
+            f"em {local:%d/%m/%Y às %H:%M} (horário de {zone_city(self.settings.timezone)})",
         )
         return min(self.max_wait, max(0.001, (resume - now).total_seconds()))
 
@@ -471,7 +525,6 @@ class CoinGeckoRestSource:
         poll took); any other wait counts from now.
         """
         self.status.polls += 1
-        self._spend()
         try:
             body = await self._fetch(
                 lambda: client.simple.price.with_raw_response.get(
@@ -488,7 +541,7 @@ class CoinGeckoRestSource:
             self.status.errors += 1
             wait = exc.retry_after if exc.retry_after is not None else self.backoff.next()
             wait = min(self.max_wait, max(wait, self._spacing()))
-            self.status.change("rate_limited", f"{exc}; polling again in {wait:g} s")
+            self.status.change("rate_limited", f"{exc}; nova consulta em {wait:g} s")
             return [], wait, False
         except AuthRejected as exc:
             self.status.errors += 1
@@ -497,7 +550,7 @@ class CoinGeckoRestSource:
         except Unavailable as exc:
             self.status.errors += 1
             wait = min(self.max_wait, max(self.backoff.next(), self._spacing()))
-            self.status.change("unreachable", f"{exc}; retrying with backoff")
+            self.status.change("unreachable", f"{exc}; tentando de novo, com esperas crescentes")
             return [], wait, False
         self.backoff.reset()
         self.status.last_ok_at = self.now()
@@ -512,14 +565,15 @@ class CoinGeckoRestSource:
     def _note_freshness(self, fresh: bool) -> None:
         if fresh:
             self._quiet_polls = 0
-            self.status.change("live", f"polling {self._host} every {self._spacing():g} s for "
-                                       f"{len(self.coins)} coins")
+            coins = len(self.coins)
+            self.status.change("live", f"consultando {self._host} a cada {self._spacing():g} s, "
+                                       f"{coins} {'moeda' if coins == 1 else 'moedas'}")
             return
         self._quiet_polls += 1
         if self._quiet_polls >= self.stale_after:
-            self.status.change("stale", f"no new prices for {self._quiet_polls} polls")
+            self.status.change("stale", f"sem preços novos nas últimas {self._quiet_polls} consultas")
         elif self.status.state not in ("live", "stale"):
-            self.status.change("live", f"{self._host} answers; waiting for new prices")
+            self.status.change("live", f"{self._host} responde; aguardando preços novos")
 
     # -- warm start ----------------------------------------------------------------------------
 
@@ -541,7 +595,6 @@ class CoinGeckoRestSource:
                                 allowed, len(self.coins))
                     break
                 done += 1
-                self._spend()
                 try:
                     body = await self._fetch(
                         lambda coin_id=coin_id: client.coins.market_chart.with_raw_response.get(
@@ -550,14 +603,15 @@ class CoinGeckoRestSource:
                     )
                 except SourceError as exc:
                     self.status.errors += 1
-                    state = ("rate_limited" if isinstance(exc, RateLimited) else
-                             "auth_error" if isinstance(exc, AuthRejected) else "unreachable")
-                    self.status.change(state, f"backfill stopped at {symbol}: {exc}")
+                    state: State = ("rate_limited" if isinstance(exc, RateLimited) else
+                                    "auth_error" if isinstance(exc, AuthRejected) else
+                                    "unreachable")
+                    self.status.change(state, f"histórico inicial interrompido em {symbol}: {exc}")
                     break
                 try:
                     out.extend(parse_market_chart(body, symbol, self.validator))
                 except MalformedResponse:
                     self.validator.reject("malformed")
         out.sort(key=lambda t: (t.ts, t.coin))
-        LOG.info("backfill: %d ticks for %d coins from %s", len(out), done, self._host)
+        LOG.info("backfill: %d tick(s) for %d coin(s) from %s", len(out), done, self._host)
         return out

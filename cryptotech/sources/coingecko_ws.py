@@ -27,7 +27,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,6 +84,9 @@ class CoinGeckoStreamSource:
         Random generator for the reconnect jitter (and the fallback's backoff).
     now
         Wall clock (aware UTC datetime).
+    sleep
+        The coroutine that waits between reconnects and between the fallback's polls
+        (``asyncio.sleep``; tests pass a virtual clock's).
     max_failures
         Consecutive failed sessions (no price received) before falling back to REST.
     rest_options
@@ -98,6 +101,7 @@ class CoinGeckoStreamSource:
         *,
         rng: random.Random | None = None,
         now: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         max_failures: int = 5,
         **rest_options: Any,
     ):
@@ -119,16 +123,17 @@ class CoinGeckoStreamSource:
         self.timeout = source.timeout.total_seconds()
         self.stale_after = source.stale_after_polls * source.poll_interval.total_seconds()
         self.max_failures = max_failures
-        self.status = SourceStatus(source="coingecko-ws")
+        self.status = SourceStatus(source="websocket")
         self.validator = TickValidator(self.status)
         rng = rng if rng is not None else random.Random()
         self.rest = CoinGeckoRestSource(
             settings, status=self.status, validator=self.validator, rng=rng, now=now,
-            **rest_options,
+            sleep=sleep, **rest_options,
         )
         base = min(source.poll_interval.total_seconds(), 1.0)
         self.backoff = Backoff(base=base, cap=max(base, 60.0), rng=rng)
         self.now = self.rest.now
+        self.sleep = sleep
         self.fell_back = False
         self._logger = _RedactingLogger(logging.getLogger("cryptotech.source.websocket"), key)
 
@@ -151,9 +156,9 @@ class CoinGeckoStreamSource:
                             failures = 0
                             self.backoff.reset()
                         yield tick
-                reason = "the server closed the connection"
+                reason = "o servidor fechou a conexão"
             except websockets.InvalidStatus as exc:
-                reason = f"the server refused the connection (HTTP {exc.response.status_code})"
+                reason = f"o servidor recusou a conexão (HTTP {exc.response.status_code})"
             except (OSError, TimeoutError, websockets.WebSocketException, SourceError) as exc:
                 reason = redact(str(exc) or type(exc).__name__, self._key, limit=160)
             if not got_prices:
@@ -165,21 +170,22 @@ class CoinGeckoStreamSource:
             self.status.next_poll_at = self.now() + timedelta(seconds=wait)
             self.status.change(
                 "unreachable",
-                f"websocket {self._host}: {reason}; reconnecting (failed attempts in a row: "
-                f"{failures} of {self.max_failures} before falling back to REST)",
+                f"websocket {self._host}: {reason}; reconectando (tentativas seguidas sem "
+                f"sucesso: {failures} de {self.max_failures} antes de passar a consultar por REST)",
             )
-            await asyncio.sleep(wait)
+            await self.sleep(wait)
         self.fell_back = True
-        message = (f"websocket failed {failures} times in a row ({reason}); falling back to "
-                   "REST polling until restarted")
+        message = (f"o websocket falhou {failures} vezes seguidas ({reason}); consultando por "
+                   "REST até reiniciar")
         LOG.warning("source %s: %s", self.status.source, message)
-        self.status.source = "coingecko-rest (fallback from websocket)"
+        self.status.source = "rest"  # the kind now delivering prices; the flag says why
+        self.status.fallback = True
         self.status.change("unreachable", message)
         async with aclosing(self.rest.stream()) as polled:
             async for tick in polled:
                 yield tick
 
-    async def _session(self) -> AsyncIterator[Tick]:
+    async def _session(self) -> AsyncGenerator[Tick, None]:
         """One connection: subscribe, then yield ticks until it ends (raises on failure)."""
         from websockets.asyncio.client import connect
 
@@ -194,14 +200,14 @@ class CoinGeckoStreamSource:
                 await self._subscribe(ws)
                 self.status.last_ok_at = self.now()
                 if self.status.state != "live":
-                    self.status.change("live", f"websocket {self._host}: subscribed to "
-                                               f"{len(self.coins)} coins")
+                    self.status.change("live", f"websocket {self._host}: inscrito em "
+                                               f"{len(self.coins)} moeda(s)")
                 last_new = time.monotonic()
                 while True:
                     left = last_new + self.stale_after - time.monotonic()
                     if left <= 0:
-                        self.status.change("stale", f"websocket {self._host}: no new prices "
-                                                    f"for {self.stale_after:g} s")
+                        self.status.change("stale", f"websocket {self._host}: sem preços novos "
+                                                    f"há {self.stale_after:g} s")
                         last_new = time.monotonic()
                         continue
                     try:
@@ -212,8 +218,8 @@ class CoinGeckoStreamSource:
                         last_new = time.monotonic()
                         self.status.last_ok_at = self.now()
                         if self.status.state != "live":
-                            self.status.change("live", f"websocket {self._host}: receiving "
-                                                       "prices")
+                            self.status.change("live", f"websocket {self._host}: recebendo "
+                                                       "preços")
                         yield tick
             finally:
                 await ws.close()  # a normal close (1000), also when the consumer stops
@@ -224,7 +230,7 @@ class CoinGeckoStreamSource:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise _Dropped(f"no subscription confirmation within {self.timeout:g} s")
+                raise _Dropped(f"sem confirmação da inscrição em {self.timeout:g} s")
             try:
                 message = json.loads(await asyncio.wait_for(ws.recv(), timeout=left))
             except TimeoutError:
@@ -235,7 +241,7 @@ class CoinGeckoStreamSource:
             if kind == "confirm_subscription":
                 break
             if kind in ("reject_subscription", "disconnect"):
-                raise _Dropped(f"the server answered {kind}")
+                raise _Dropped(f"o servidor respondeu {kind}")
         data = {"coin_id": list(self.coins.values()), "vs_currencies": [self.vs],
                 "action": "set_tokens"}
         await ws.send(json.dumps({"command": "message", "identifier": IDENTIFIER,
@@ -267,7 +273,7 @@ class CoinGeckoStreamSource:
     def _update(self, item: dict[str, Any]) -> Tick | None:
         kind = item.get("type")
         if kind in ("reject_subscription", "disconnect"):
-            raise _Dropped(f"the server sent {kind}")
+            raise _Dropped(f"o servidor enviou {kind}")
         coin_id = _first(item, "i", "coin_id")
         if kind in CONTROL_TYPES or (coin_id is None and "code" in item):
             return None  # welcome, ping, confirmations, {"code": 2000, ...}

@@ -24,16 +24,17 @@ import json
 import logging
 import re
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cryptotech.domain import Tick, from_epoch, utc
+from cryptotech.domain import Tick, from_epoch
 from cryptotech.errors import ReplayError
 from cryptotech.sources.base import SourceStatus
 
@@ -287,6 +288,28 @@ def bundled_inputs(coins: Iterable[str] | None = None) -> list[tuple[str, Path]]
     return out
 
 
+@dataclass
+class ReplayStatus(SourceStatus):
+    """A replay's status: the configured speed and the speed it really reaches.
+
+    ``velocidade`` is the configured speed and ``velocidade_real`` the measured one, both in
+    seconds of market per second of wall time; the measure is over the paced ticks of the last
+    ``window`` seconds (None until two paced ticks were yielded; 0 once the replay ended). A
+    busy machine or a slow consumer makes it fall below the configured speed.
+
+    >>> status = ReplayStatus(source="replay", velocidade=3600.0)
+    >>> {k: status.to_dict()[k] for k in ("source", "velocidade", "velocidade_real")}
+    {'source': 'replay', 'velocidade': 3600.0, 'velocidade_real': None}
+    """
+
+    velocidade: float = 0.0
+    velocidade_real: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return super().to_dict() | {"velocidade": self.velocidade,
+                                    "velocidade_real": self.velocidade_real}
+
+
 class ReplaySource:
     """Replayed ticks as a live source: the demo's feed, through the same engine as ``run``.
 
@@ -295,18 +318,26 @@ class ReplaySource:
     or before ``resume_after[coin]`` (what the store already holds) are skipped. When the data
     ends it starts again, shifted in time and scaled to continue from the last price, so a
     demo can be left running (every lap is logged), unless ``laps`` bounds the number of
-    passes.
+    passes. The speed really reached over the last ``window`` seconds is measured into
+    ``status.velocidade_real``. ``clock`` (seconds, monotonic) and ``sleep`` are injectable
+    for tests.
     """
 
     def __init__(self, inputs: Iterable[tuple[str, Path]], speed: float = 3600.0,
                  warmup: float = 86400.0, resume_after: Mapping[str, float] | None = None,
-                 laps: int | None = None):
+                 laps: int | None = None, window: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep):
         self.replay = Replay(inputs)
         self.speed = speed
         self.warmup = warmup
         self.resume_after = dict(resume_after or {})
         self.laps = laps
-        self.status = SourceStatus(source="replay")
+        self.window = window
+        self.clock = clock
+        self.sleep = sleep
+        self.status = ReplayStatus(source="replay", velocidade=speed)
+        self._paced: deque[tuple[float, float]] = deque()  # (wall, market) of recent ticks
         for s in self.replay.summaries:
             for reason, count in s.skipped.items():
                 self.status.rejected[reason] += count
@@ -319,7 +350,7 @@ class ReplaySource:
         if not ticks:
             return
         span = ticks[-1].epoch - ticks[0].epoch + 300.0
-        first = {}
+        first: dict[str, float] = {}
         for t in ticks:
             first.setdefault(t.coin, t.price)
         lap, shift, scale = 0, 0.0, {c: 1.0 for c in first}
@@ -339,23 +370,35 @@ class ReplaySource:
                 "replay: end of the bundled data, lap %d starts (shifted %.0f days)", lap,
                 shift / 86400)
 
+    def _measure(self, wall: float, market: float) -> None:
+        """Market seconds per wall second from the oldest paced tick still in the window."""
+        paced = self._paced
+        paced.append((wall, market))
+        while len(paced) > 2 and wall - paced[1][0] >= self.window:
+            paced.popleft()
+        wall0, market0 = paced[0]
+        if wall > wall0:
+            self.status.velocidade_real = (market - market0) / (wall - wall0)
+
     async def stream(self) -> AsyncIterator[Tick]:
-        start_market = None
-        start_wall = None
-        self.status.change("live", f"replaying real history at {self.speed:g}x")
+        start_market: float | None = None
+        start_wall = 0.0
+        self.status.change("live", f"reproduzindo histórico real a {self.speed:g}x")
         for tick in self._laps():
             if tick.epoch <= self.resume_after.get(tick.coin, float("-inf")):
                 continue
             if start_market is None:
                 start_market = tick.epoch + self.warmup
-                start_wall = time.monotonic()
+                start_wall = self.clock()
             if tick.epoch > start_market:
                 due = start_wall + (tick.epoch - start_market) / self.speed
-                delay = due - time.monotonic()
+                delay = due - self.clock()
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    await self.sleep(delay)
+                self._measure(self.clock(), tick.epoch)
             self.status.polls += 1
-            self.status.last_ok_at = utc(tick.ts)
+            self.status.last_ok_at = datetime.now(timezone.utc)  # when it arrived, as for REST
             self.status.last_tick_at[tick.coin] = tick.ts
             yield tick
-        self.status.change("stale", "replay finished: no more data")
+        self.status.velocidade_real = 0.0
+        self.status.change("stale", "reprodução terminada: não há mais dados")

@@ -37,7 +37,9 @@ can be injected::
 protocol (ActionCable-style subscribe / ``set_tokens``, ``C1`` updates with short keys in
 varying order), with scripted messages, dropped connections and refused handshakes.
 
-Run both by hand: ``python -m cryptotech.testing.fake_coingecko --port 8765 --ws-port 8766``.
+Run both by hand: ``python -m cryptotech.testing.fake_coingecko --now --port 8765 --ws-port 8766``
+(``--now``: prices follow the clock, with current timestamps; without it each request steps
+one 5-minute point through 2025's history).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,6 +149,27 @@ class CoinHistory:
         }
 
 
+    def at(self, t: float) -> dict[str, float]:
+        """The walk at market time ``t`` (UNIX seconds): the price interpolated between the two
+        5-minute points around it, the other fields from the point before it.
+
+        >>> h = load_history("btc")
+        >>> a, b = h.point(300), h.point(301)
+        >>> mid = h.at(a["ts"] + 150)
+        >>> mid["ts"] == a["ts"] + 150, mid["price"] == (a["price"] + b["price"]) / 2
+        (True, True)
+        """
+        k = math.floor((t - self.ts[0]) / STEP_SECONDS)
+        before, after = self.point(k), self.point(k + 1)
+        share = (t - before["ts"]) / STEP_SECONDS
+        price = before["price"] + share * (after["price"] - before["price"])
+        return {**before, "ts": t, "price": price, "market_cap": price * self.supply}
+
+    def index_at(self, t: float) -> int:
+        """The index of the last 5-minute point at or before market time ``t``."""
+        return math.floor((t - self.ts[0]) / STEP_SECONDS)
+
+
 @functools.cache
 def load_history(symbol: str) -> CoinHistory:
     """The bundled ``<SYMBOL>USDT_5m.csv.gz`` of ``symbol`` (e.g. ``"btc"``)."""
@@ -168,9 +191,11 @@ def load_history(symbol: str) -> CoinHistory:
     return CoinHistory(symbol, tuple(ts), tuple(price), tuple(volume), SUPPLY.get(symbol, 1e9))
 
 
-def offset_to_now(start: int = DAY_POINTS) -> int:
-    """The ``time_offset`` that makes history point ``start`` fall on the current time."""
-    return int(time.time()) - int(load_history("btc").point(start)["ts"])
+def offset_to_now(start: int = DAY_POINTS, now: float | None = None) -> int:
+    """The ``time_offset`` that makes history point ``start`` fall on ``now`` (default: the
+    current time)."""
+    now = time.time() if now is None else now
+    return int(now) - int(load_history("btc").point(start)["ts"])
 
 
 class _Walk:
@@ -182,6 +207,10 @@ class _Walk:
     def point(self, coin_id: str, k: int) -> dict[str, float] | None:
         history = self.by_id.get(coin_id)
         return None if history is None else history.point(k)
+
+    def at(self, coin_id: str, t: float) -> dict[str, float] | None:
+        history = self.by_id.get(coin_id)
+        return None if history is None else history.at(t)
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,6 +329,14 @@ class FakeCoinGecko:
     time_offset
         Seconds added to every timestamp served (:func:`offset_to_now` makes the walk start
         at the current time).
+    live
+        Follow the clock instead of stepping per request: history point ``start`` falls on
+        the time the fake was made, each answer serves the walk at ``clock()`` (the price
+        interpolated between the 5-minute points around it) with ``last_updated_at`` the
+        current second, so a client sees live-looking, current prices (``--now``).
+        (``time_offset`` is then set to make it so, and ``step`` is unused.)
+    clock
+        Wall clock in UNIX seconds (for ``live`` and for :meth:`fail_for`); tests inject one.
     api_key, host
         If ``api_key`` is set, keys are checked as CoinGecko does: on ``host="public"`` a Pro
         key header gets 10010, a wrong Demo key 401; on ``host="pro"`` a missing key gets
@@ -323,6 +360,8 @@ class FakeCoinGecko:
         start: int = DAY_POINTS,
         step: int = 1,
         time_offset: int = 0,
+        live: bool = False,
+        clock: Callable[[], float] = time.time,
         api_key: str | None = None,
         host: str = "public",
     ):
@@ -331,7 +370,9 @@ class FakeCoinGecko:
         self._walk = _Walk(coins if coins is not None else DEFAULT_COINS)
         self.index = start
         self.step = step
-        self.time_offset = time_offset
+        self.live = live
+        self.clock = clock
+        self.time_offset = offset_to_now(start, clock()) if live else time_offset
         self.api_key = api_key
         self.host = host
         self._port = port
@@ -340,6 +381,7 @@ class FakeCoinGecko:
         self._timed: list[Fault] = []
         self._requests: list[RecordedRequest] = []
         self._last_index: int | None = None
+        self._last_market: float | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._server: Any = None
@@ -424,7 +466,7 @@ class FakeCoinGecko:
 
     def fail_for(self, seconds: float, kind: str, **options: Any) -> None:
         """Apply a fault of ``kind`` to every matching request for ``seconds``."""
-        fault = Fault(kind, until=time.monotonic() + seconds, **options)
+        fault = Fault(kind, until=self.clock() + seconds, **options)
         with self._lock:
             self._timed.append(fault)
 
@@ -455,7 +497,7 @@ class FakeCoinGecko:
                 if fault.matches(endpoint):
                     self._faults.remove(fault)
                     return fault
-            now = time.monotonic()
+            now = self.clock()
             self._timed = [f for f in self._timed if f.until is not None and f.until > now]
             return next((f for f in self._timed if f.matches(endpoint)), None)
 
@@ -576,19 +618,24 @@ class FakeCoinGecko:
         if not currencies:
             return 400, _json_body({"error": "Missing parameter vs_currencies"}), {}
         flags = {k for k, v in query.items() if k.startswith("include_") and v == "true"}
+        market = float(int(self.clock()) - self.time_offset) if self.live else None
         with self._lock:
             if fault is not None and fault.kind == "repeat" and self._last_index is not None:
                 k = self._last_index
+                market = self._last_market
+            elif market is not None:
+                k = self.index = load_history("btc").index_at(market)
             else:
                 k = self.index
                 self.index += self.step
-            self._last_index = k
+            self._last_index, self._last_market = k, market
             if record is not None:
                 record.point = k
         affected = set(fault.coins) if fault is not None and fault.coins else set(ids[:1])
         out: dict[str, Any] = {}
         for coin_id in ids:
-            point = self._walk.point(coin_id, k)
+            point = (self._walk.point(coin_id, k) if market is None
+                     else self._walk.at(coin_id, market))
             if point is None:
                 continue  # CoinGecko leaves unknown ids out
             if fault is not None and fault.kind == "missing" and coin_id in affected:
@@ -624,17 +671,21 @@ class FakeCoinGecko:
             days = -1.0
         if not days > 0:
             return 400, _json_body({"error": "invalid value for days"}), {}
+        market = self.clock() - self.time_offset if self.live else None
         with self._lock:
-            current = self.index
+            current = self.index if market is None else load_history("btc").index_at(market) + 1
         # CoinGecko's automatic granularity: 5-minute up to 1 day, hourly up to 90, then daily.
         stride = 1 if days <= 1 else 12 if days <= 90 else DAY_POINTS
         count = int(min(days * DAY_POINTS, current) // stride)
         ks = [current - stride * j for j in range(count, 0, -1)]
         points = [self._walk.point(coin_id, k) for k in ks]
-        last = dict(self._walk.point(coin_id, current - 1) or {})  # the "request time" point
-        last["ts"] = last["ts"] + 157.0
+        if market is None:
+            last = dict(self._walk.point(coin_id, current - 1) or {})  # the "request time" point
+            last["ts"] = last["ts"] + 157.0
+        else:
+            last = dict(self._walk.at(coin_id, market) or {})
         points.append(last)
-        rows = {"prices": [], "market_caps": [], "total_volumes": []}
+        rows: dict[str, list[list[float]]] = {"prices": [], "market_caps": [], "total_volumes": []}
         for p in points:
             assert p is not None
             ms = (p["ts"] + self.time_offset) * 1000
@@ -678,8 +729,8 @@ class FakeCoinGeckoStream:
 
     Parameters
     ----------
-    port, coins, start, step, time_offset
-        As for :class:`FakeCoinGecko`.
+    port, coins, start, step, time_offset, live, clock
+        As for :class:`FakeCoinGecko` (``live``: each update is the walk at ``clock()``).
     interval
         Seconds between messages.
     walk
@@ -698,6 +749,8 @@ class FakeCoinGeckoStream:
         start: int = DAY_POINTS,
         step: int = 1,
         time_offset: int = 0,
+        live: bool = False,
+        clock: Callable[[], float] = time.time,
         interval: float = 0.02,
         walk: bool = True,
         api_key: str | None = None,
@@ -706,7 +759,9 @@ class FakeCoinGeckoStream:
         self._walk = _Walk(coins if coins is not None else DEFAULT_COINS)
         self.index = start
         self.step = step
-        self.time_offset = time_offset
+        self.live = live
+        self.clock = clock
+        self.time_offset = offset_to_now(start, clock()) if live else time_offset
         self.interval = interval
         self.walk = walk
         self.api_key = api_key
@@ -901,9 +956,10 @@ class FakeCoinGeckoStream:
                 return []
             k = self.index
             self.index += self.step
+        market = self.clock() - self.time_offset if self.live else None
         out = []
         for coin_id in tokens:
-            point = self._walk.point(coin_id, k)
+            point = self._walk.point(coin_id, k) if market is None else self._walk.at(coin_id, market)
             if point is None:
                 continue
             fields = [
@@ -957,12 +1013,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=10.0,
                         help="seconds between WebSocket updates (default 10)")
     parser.add_argument("--now", action="store_true",
-                        help="shift timestamps so that the walk starts at the current time")
+                        help="live prices: the walk follows the clock from the current time "
+                             "(prices interpolated between the 5-minute points, timestamps of "
+                             "now), so a client sees current, moving prices; --step is unused")
     args = parser.parse_args(argv)
-    offset = offset_to_now() if args.now else 0
-    rest = FakeCoinGecko(port=args.port, step=args.step, time_offset=offset)
+    rest = FakeCoinGecko(port=args.port, step=args.step, live=args.now)
     stream = (
-        FakeCoinGeckoStream(port=args.ws_port, interval=args.interval, time_offset=offset)
+        FakeCoinGeckoStream(port=args.ws_port, interval=args.interval, live=args.now)
         if args.ws_port is not None
         else None
     )

@@ -277,8 +277,7 @@ def _read_report(path: Path) -> tuple[int, list[dict[str, Any]]]:
             if kind != "ScenarioFinished":
                 continue
             recorder = payload.get("recorder") or {}
-            for case_id, interactions in (recorder.get("interactions") or {}).items():
-                cases += 1
+            cases += len(recorder.get("interactions") or {})
             for case_id, checks in (recorder.get("checks") or {}).items():
                 for check in checks:
                     if str(check.get("status", "")).lower() != "failure":

@@ -38,12 +38,18 @@ def _keys(db: Path) -> set[tuple[str, float]]:
 
 
 def _health(db: Path) -> tuple[str, int]:
-    """integrity_check and the number of (coin, ts) stored more than once."""
+    """integrity_check and the number of (coin, ts) stored more than once.
+
+    A kill during start-up may come before the database or its schema exists: nothing was
+    committed yet, so that is healthy (the next start creates them)."""
+    if not db.exists():
+        return "ok", 0
     conn = sqlite3.connect(db, timeout=10)
     try:
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ticks'").fetchone() is None:
-            return integrity, 0  # killed before its schema was committed: nothing stored yet
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ticks'"
+                        ).fetchone() is None:
+            return integrity, 0
         dups = conn.execute("SELECT COUNT(*) FROM (SELECT coin, ts FROM ticks GROUP BY coin, ts"
                             " HAVING COUNT(*) > 1)").fetchone()[0]
         return integrity, dups

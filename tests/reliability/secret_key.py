@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptotech.testing.fake_coingecko import FakeCoinGecko, offset_to_now
@@ -30,6 +31,13 @@ from reliability.process import Server
 PAGES = ["/", "/status", "/moedas", "/prever/btc", "/previsoes/btc",
          "/previsoes/btc?exportar_csv=true", "/metricas/btc", "/docs", "/redoc",
          "/openapi.json", "/painel/", "/nao-existe", "/prever/doge"]
+
+
+def _in_auth_wait(status: dict) -> bool:
+    """Whether the source's next call is minutes away (the wait after a refused key)."""
+    next_call = (status.get("fonte") or {}).get("proxima_consulta_em")
+    return next_call is not None and (
+        datetime.fromisoformat(next_call) - datetime.now(timezone.utc) > timedelta(minutes=5))
 
 
 def _noisy_run(ctx: Context) -> int:
@@ -50,10 +58,10 @@ def _noisy_run(ctx: Context) -> int:
             while time.monotonic() < deadline and server.get("/prever/btc").status_code != 200:
                 time.sleep(0.2)
             fake.fail_next("401", code=10099, echo_key=True)  # last: then a 10-minute wait
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and fake.pending_faults:
+            deadline = time.monotonic() + 30  # until every fault is served and the refusal
+            while time.monotonic() < deadline and not (  # taken in (the long wait began)
+                    fake.pending_faults == 0 and _in_auth_wait(server.status())):
                 time.sleep(0.1)
-            time.sleep(0.5)
             for page in PAGES:
                 server.get(page)
                 asked += 1

@@ -25,7 +25,9 @@ seconds and the soak sees the stream's own). Clients are raw-socket SSE clients 
   rises in steps of a few MB until every arena has been used (measured here: +14 MB over
   6,000 connections, then flat; with one arena +4 MB; Python's own heap, traced with
   tracemalloc in-process, grew by under 0.1 MB). A leak per connection (a subscription, a
-  task, a buffer) would show as steady growth either way.
+  task, a buffer) would show as steady growth either way. The full run fails above +5 MB; the
+  short one (under pytest, ~20 s of churn) reports the growth without a bound: too short to
+  tell a leak from those caches filling up.
 """
 
 from __future__ import annotations
@@ -237,7 +239,10 @@ class Scenario:
         sampler = asyncio.create_task(self.sample_rss())
         async with httpx.AsyncClient(base_url=self.server.url, timeout=10) as client:
             readers = [asyncio.create_task(self.reader(c)) for c in (None, None, "btc", "eth")]
-            await asyncio.sleep(2.0)  # readers connected and warm
+            deadline = time.monotonic() + 30  # readers connected and warm: each got an event
+            while time.monotonic() < deadline and not (
+                    len(self.readers) == len(readers) and all(b.ids for b in self.readers)):
+                await asyncio.sleep(0.05)
             t0 = time.monotonic()
             await asyncio.sleep(ctx.pick(15.0, 6.0))
             self.windows["without a stalled client"] = (t0, time.monotonic())
@@ -387,7 +392,11 @@ def run(ctx: Context) -> list[Row]:
         soak.count(zero is not None)
     soak.check(zero is not None, "the subscriber registry did not return to 0 within 10 s")
     soak.check(len(during) >= 8, "too few memory samples")
-    soak.check(growth <= 5.0, f"server memory grew {growth:.1f} MB over the soak")
+    if not ctx.short:
+        # Memory is a measurement (the full run, ``benchmarks/reliability.py``): the short
+        # soak (~20 s) is too short to tell a leak from the read connections' SQLite page
+        # caches and malloc arenas filling up, which step RSS by MBs on a loaded machine.
+        soak.check(growth <= 5.0, f"server memory grew {growth:.1f} MB over the soak")
     soak.check(code is not None and took < 5, f"the server took {took:.1f} s to stop")
     soak.notes.append(
         f"{connections} connections opened and dropped; registry back to 0 "

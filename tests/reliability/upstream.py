@@ -39,13 +39,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from conftest import VirtualClock, run_until
+
 from cryptotech.config import Settings
 from cryptotech.engine import Engine
 from cryptotech.hub import Hub
 from cryptotech.sources.coingecko import CoinGeckoRestSource, parse_retry_after
 from cryptotech.store import Store
 from cryptotech.testing.fake_coingecko import FakeCoinGecko, RecordedRequest, load_history
-from cryptotech.testing.helpers import run_for
 from reliability.core import Context, Row, say
 
 COINS = {"btc": "bitcoin", "eth": "ethereum"}
@@ -482,25 +483,29 @@ def _min_gap(starts: list[float]) -> float:
 
 
 def _credit_budget(ctx: Context, plan: Plan, fake: FakeCoinGecko) -> Row:
-    """A budget of 6 calls, 6 poll intervals before the month ends (a frozen clock): the
-    calls are spread to last until the month's end, faults meanwhile, then no call."""
+    """A budget of 6 calls, 6 poll intervals before the month ends (a frozen wall clock; the
+    waits on a virtual clock): the calls are spread to last until the month's end, faults
+    meanwhile, then no call."""
     row = Row("1d. credit budget running out under faults", "faults")
     budget = 6
-    seconds = ctx.pick(4.0, 2.5)
-    clock = datetime(2025, 7, 1, tzinfo=timezone.utc) - timedelta(seconds=6 * plan.interval)
+    end = datetime(2025, 7, 1, tzinfo=timezone.utc) - timedelta(seconds=6 * plan.interval)
+    clock = VirtualClock()
     settings = Settings(coins=COINS, store={"path": str(ctx.folder("upstream") / "b.db")},
                         source={"base_url": fake.url, "plan": "demo",
                                 "poll_interval": plan.interval, "timeout": plan.timeout,
                                 "monthly_credit_budget": budget},
                         coingecko_api_key=ctx.key)
-    source = CoinGeckoRestSource(settings, now=lambda: clock, rng=random.Random(ctx.seed),
+    source = CoinGeckoRestSource(settings, now=lambda: end, monotonic=clock.monotonic,
+                                 sleep=clock.sleep, rng=random.Random(ctx.seed),
                                  auth_retry_after=plan.auth_wait)
     start = len(fake.requests)
     injected = [("503", {}), ("429", {"retry_after": 0}), ("nan", {}), ("500", {}),
                 ("429", {"body": "html"})]
     for kind, options in injected:
         fake.fail_next(kind, **options)
-    asyncio.run(run_for(source.stream(), seconds))
+    # until the budget is used up and one more wait has begun (no call may follow)
+    asyncio.run(run_until(source.stream(), lambda: source.status.state == "budget_exhausted"
+                          and len(clock.waits) > budget, timeout=60))
     fake.clear_faults()
     calls = fake.requests[start:]
     served = sum(r.fault is not None for r in calls)
@@ -511,12 +516,12 @@ def _credit_budget(ctx: Context, plan: Plan, fake: FakeCoinGecko) -> Row:
     row.check(source.status.credits_used_month == budget,
               f"credits counted {source.status.credits_used_month}")
     row.check(source.status.state == "budget_exhausted", f"state {source.status.state}")
-    gaps = [b.at - a.at for a, b in zip(calls, calls[1:])]
-    row.check(all(g >= plan.interval * 0.99 - 0.005 for g in gaps),
+    gaps = clock.waits[:budget - 1]
+    row.check(all(g >= plan.interval * (1 - 1e-9) for g in gaps),
               f"calls closer than one interval: {[round(g, 3) for g in gaps]}")
-    row.notes.append(f"{len(calls)} calls for {budget} credits in {seconds:g} s, then none "
+    row.notes.append(f"{len(calls)} calls for {budget} credits, then none "
                      f"('{source.status.state}'); calls spread "
-                     f"{', '.join(f'{g:.2f}' for g in gaps)} s apart")
+                     f"{', '.join(f'{g:.2f}' for g in gaps)} s apart (virtual clock)")
     return row
 
 
