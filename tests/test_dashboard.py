@@ -755,6 +755,7 @@ def screenshot(browser, url: str, name: str, viewport) -> Path:
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / name
         shot.page.screenshot(path=str(path), full_page=True)
+        shot.page.screenshot(path=str(path.with_name(path.stem + "-topo.png")))  # first screen
         assert shot.errors == []
         return path
     finally:
