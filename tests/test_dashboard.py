@@ -37,7 +37,7 @@ from cryptotech.api.app import create_app
 from cryptotech.api.routes import CSV_COLUMNS
 from cryptotech.api.timefmt import local_iso
 from cryptotech.dashboard import mount_dashboard
-from cryptotech.dashboard.app import csv_order
+from cryptotech.dashboard.app import history_params
 from cryptotech.store import Store
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -341,9 +341,10 @@ def test_csv_export_downloads_the_chosen_coin_and_window(page, painel, tmp_path)
                      "%Y-%m-%dT%H:%M:%SZ"),
                  "fim": datetime.fromtimestamp(newest, timezone.utc).strftime(
                      "%Y-%m-%dT%H:%M:%SZ")}
-        order = csv_order(painel.app)
+        known = history_params(painel.app)
         href = "/previsoes/eth?" + str(httpx.QueryParams(query)) + (
-            f"&ordem={order}" if order else "")
+            "&ordem=desc" if "ordem" in known else "") + (
+            "&horizonte=1h" if "horizonte" in known else "")
         page.wait("([h]) => document.querySelector('#exportar').getAttribute('href') === h",
                   [href])
         lines = download_csv(page, tmp_path)
@@ -359,13 +360,13 @@ def test_csv_export_downloads_the_chosen_coin_and_window(page, painel, tmp_path)
     assert page.errors == []
 
 
-def test_csv_link_carries_ordem_only_when_the_api_takes_it():
+def test_csv_link_carries_only_parameters_the_api_takes():
     from fastapi import FastAPI, Query
 
     newer = FastAPI()
 
     @newer.get("/previsoes/{moeda}")
-    def previsoes(moeda: str, ordem: str = Query("asc")):
+    def previsoes(moeda: str, ordem: str = Query("asc"), horizonte: str | None = None):
         return {}
 
     older = FastAPI()
@@ -374,7 +375,8 @@ def test_csv_link_carries_ordem_only_when_the_api_takes_it():
     def antigas(moeda: str, limite: int = 10):
         return {}
 
-    assert csv_order(newer) == "desc" and csv_order(older) is None
+    assert {"ordem", "horizonte"} <= history_params(newer)
+    assert history_params(older) == {"limite"} and history_params(FastAPI()) == set()
 
 
 @pytest.mark.browser

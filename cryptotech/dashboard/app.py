@@ -1,12 +1,19 @@
 """The Dash app at ``/painel/``: layout (Portuguese, dark, responsive) and callbacks.
 
 Two server callbacks read the history when the page opens or a choice changes (coin, window,
-compared coins) and return figures with empty traces plus that history (see
+horizon, compared coins) and return figures with empty traces plus that history (see
 :mod:`.figures` and :mod:`.snapshot`). Everything after that happens in the browser:
 ``assets/painel.js`` keeps one ``EventSource`` on ``/stream`` and appends the history and each
 live event with ``Plotly.extendTraces``; ``assets/painel-cartoes.js`` draws the cards, the
-model table and the source banner (clientside callbacks) from small stores the first script
-updates. Nothing polls and the page never reloads.
+model table, the calibration chart and the banner (clientside callbacks) from small stores the
+first script updates. Prices never poll and the page never reloads; only the engine's state is
+read from ``/status`` every 30 s (the stream does not carry it).
+
+The headline is what is forecastable: the likely range at the chosen horizon (a fan of the
+forecast's quantiles on the price chart), the chance of a rise and the forecast volatility
+beside the realised one, each score with a plain explanation (``title`` tooltips and the page's
+"Como ler estes números"); the middle of the range stays "sem mudança" while no model beats
+persistence.
 
 The layout is a function, evaluated for each page load: it carries the newest stored event id,
 after which the page's stream starts (no gap between the history and the stream).
@@ -103,15 +110,14 @@ def zone_city(zone: str) -> str:
     return CITY_NAMES.get(city, city.replace("_", " "))
 
 
-def csv_order(server: FastAPI) -> str | None:
-    """``"desc"`` (newest first) when ``/previsoes/{moeda}`` takes ``ordem``, else None: the
-    export link only carries parameters the API knows."""
+def history_params(server: FastAPI) -> set[str]:
+    """The query parameters ``/previsoes/{moeda}`` takes: the export link only carries
+    parameters the API knows (``ordem`` and ``horizonte`` are newer than the page)."""
     for route in server.routes:
         if getattr(route, "path", None) == "/previsoes/{moeda}":
             params = getattr(getattr(route, "dependant", None), "query_params", [])
-            if any(getattr(p, "alias", None) == "ordem" for p in params):
-                return "desc"
-    return None
+            return {str(getattr(p, "alias", None) or getattr(p, "name", "")) for p in params}
+    return set()
 
 
 def currency_symbol(code: str) -> str:
@@ -164,7 +170,9 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
             "fuso_nome": zone_city(settings.timezone),
             "status": "/status",
             "janelas": {key: seconds for key, (_, seconds) in snapshot.WINDOWS.items()},
-            "csv_ordem": csv_order(server),
+            # newest first, and the chosen horizon, when the API takes them
+            "csv_ordem": "desc" if "ordem" in history_params(server) else None,
+            "csv_horizonte": "horizonte" in history_params(server),
             # past this age of the newest price, a live source is shown as late
             "atraso_max_s": int(settings.source.poll_interval.total_seconds()
                                 * settings.source.stale_after_polls),
@@ -274,7 +282,8 @@ def build_dash(server: FastAPI, settings: Settings) -> Dash:
                   [Input("painel-status", "data"), Input("painel-vivo", "data")],
                   [State("painel-config", "data")]),
         "csv": ([Output("exportar", "href")],
-                [Input("moeda", "value"), Input("janela", "value"), Input("painel-atual", "data")],
+                [Input("moeda", "value"), Input("janela", "value"), Input("painel-atual", "data"),
+                 Input("horizonte", "value")],
                 [State("painel-config", "data")]),
     }
     for name, (outputs, inputs, states) in clientside.items():

@@ -519,10 +519,10 @@
       Object.keys(e.bases).forEach(function (v) { if (!vivas[v]) { delete e.bases[v]; } });
     },
     /*
-     * The CSV export of the chosen coin and window: the forecasts made from the window's
-     * start (the coin's newest price minus the window) to that newest price.
+     * The CSV export of the chosen coin, window and horizon: the forecasts made from the
+     * window's start (the coin's newest price minus the window) to that newest price.
      */
-    csv: function (moeda, janela, atual, cfg) {
+    csv: function (moeda, janela, atual, horizonte, cfg) {
       if (!cfg || !moeda) { return window.dash_clientside.no_update; }
       var url = cfg.csv.replace("{moeda}", encodeURIComponent(moeda));
       var fim = atual && atual.preco ? Date.parse(atual.preco.horario) : NaN;
@@ -532,6 +532,7 @@
           "&fim=" + encodeURIComponent(isoUtc(fim));
       }
       if (cfg.csv_ordem) { url += "&ordem=" + cfg.csv_ordem; }
+      if (cfg.csv_horizonte && horizonte) { url += "&horizonte=" + encodeURIComponent(horizonte); }
       return url;
     }
   });
