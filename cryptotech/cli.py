@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--report", type=Path, help="write an HTML report with Plotly charts")
     bt.add_argument("--config", type=Path, help="settings file (default ./config.toml)")
     bt.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
+    bt.add_argument("--alertas", action="store_true",
+                    help="also count how many alerts each [[alertas]] rule would have fired")
     bt.set_defaults(func=cmd_backtest)
 
     run = sub.add_parser(
@@ -327,6 +329,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
           f"coverage of the {settings.model.interval_level:.0%} interval; "
           f"horizon {format_duration(settings.model.horizon)}. 'dir. hit' is '-' when only persistence "
           "was published: it never calls a direction.")
+    if args.alertas:  # cryptotech.alerts.replay
+        from cryptotech.alerts.replay import count_alerts, format_counts
+
+        print("\n" + format_counts(*count_alerts(iter(replay), settings, len(replay),
+                                                  not args.no_progress)))
     if args.output:
         n = write_csv(results, args.output)
         print(f"wrote {n} rows to {args.output}", file=sys.stderr)

@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from cryptotech.alerts.rules import Regra
 from cryptotech.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -255,6 +256,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
     coingecko_api_key: SecretStr | None = None
+    alertas: list[Regra] = []  # [[alertas]] tables: alert rules (cryptotech.alerts.rules)
 
     @field_validator("coins")
     @classmethod
@@ -265,6 +267,12 @@ class Settings(BaseSettings):
             if not _SYMBOL.match(symbol):
                 raise ValueError(f"symbol {symbol!r} must be lower-case letters and digits")
         return coins
+
+    @model_validator(mode="after")
+    def _alert_coins(self) -> Settings:
+        if unknown := {r.moeda for r in self.alertas} - {*self.coins, "todas"}:
+            raise ValueError(f"[[alertas]]: unknown coin(s) {', '.join(sorted(unknown))}")
+        return self
 
     @field_validator("timezone")
     @classmethod

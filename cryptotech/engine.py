@@ -35,6 +35,7 @@ from typing import Any
 import river
 
 from cryptotech import __version__
+from cryptotech.alerts.service import Alerts
 from cryptotech.config import Settings
 from cryptotech.domain import Tick, valid_price
 from cryptotech.errors import CheckpointError, StoreError
@@ -90,6 +91,7 @@ class Engine:
         self._stale: set[str] = set()  # coins whose learner must be reloaded from the store
         self._backfilled = False
         self._budget = _credit_budget(source)
+        self.alerts = Alerts(settings, store)  # alert rules, committed with each tick
 
     @property
     def _tasks(self) -> list[asyncio.Task]:
@@ -173,7 +175,7 @@ class Engine:
                 learner.process(tick)  # counted by the learner: invalid, duplicate or out of order
                 return []
             predictions, outcomes = learner.process(tick)
-            result = self.store.commit_tick(tick, predictions, outcomes)
+            result = self.alerts.commit(self.store, tick, predictions, outcomes)  # + alerts
         except Exception as exc:
             if isinstance(exc, StoreError):
                 self.store_errors += 1

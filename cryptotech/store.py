@@ -19,6 +19,11 @@ Tables (documented for users in the README):
 * ``checkpoints(id, coin, created_at, last_tick_id, river_version, python_version, size, blob)``;
 * ``kv(key, value)``: small values kept across restarts (e.g. the CoinGecko credits used
   this month);
+* alerts (migration 4, see "alerts" below): ``alerts(id, coin, rule, tipo, ts, tick_id, data)``
+  (``id`` is its ``alerta`` event), ``alert_state(rule, coin, data)``, ``alert_outbox(id,
+  alert_id, channel, state, attempts, next_at, last_error, sent_at)``,
+  ``alert_deliveries(id, outbox_id, alert_id, channel, at, result, reason)`` and
+  ``alert_rules(id, definition, paused, created_at)``;
 * ``schema_version(version)``.
 
 Every error of the database (``sqlite3``) and of serialising a payload (``json``: a NaN, a
@@ -42,7 +47,7 @@ from typing import Any
 from cryptotech.domain import Outcome, Prediction, Tick, from_epoch
 from cryptotech.errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -123,12 +128,62 @@ MIGRATIONS: dict[int, str] = {
         value TEXT NOT NULL
     );
     """,
+    # alert rules, fired alerts, their outbox and delivery log (cryptotech.alerts)
+    4: """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY REFERENCES events (id),
+        coin TEXT,
+        rule TEXT NOT NULL,
+        tipo TEXT NOT NULL,
+        ts REAL NOT NULL,
+        tick_id INTEGER,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX alerts_ts ON alerts (ts);
+    CREATE INDEX alerts_coin_ts ON alerts (coin, ts);
+    CREATE TABLE alert_state (
+        rule TEXT NOT NULL,
+        coin TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (rule, coin)
+    );
+    CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY,
+        alert_id INTEGER NOT NULL REFERENCES alerts (id),
+        channel TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pendente',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        last_error TEXT,
+        sent_at REAL,
+        UNIQUE (alert_id, channel)
+    );
+    CREATE INDEX alert_outbox_due ON alert_outbox (channel, state, next_at, id);
+    CREATE TABLE alert_deliveries (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL,
+        alert_id INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        at REAL NOT NULL,
+        result TEXT NOT NULL,
+        reason TEXT
+    );
+    CREATE TABLE alert_rules (
+        id INTEGER PRIMARY KEY,
+        definition TEXT NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    """,
 }
 
 QUANTILE_COLUMNS = ("q05", "q10", "q25", "q50", "q75", "q90", "q95")
 """The ``predictions`` columns of the quantiles at :data:`~cryptotech.domain.QUANTILE_LEVELS`."""
 
 KEEP_CHECKPOINTS = 3
+ALERT_OUTBOX_MAX = 10_000  # pending alert deliveries kept at most (older ones are dropped)
+ALERT_LOG_KEEP = 5_000  # delivery log rows kept
+OUTBOX_FULL = "fila de envio cheia: alerta descartado"
 
 
 @dataclass(frozen=True)
@@ -139,6 +194,20 @@ class StoredEvent:
     kind: str
     coin: str | None
     data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AlertRows:
+    """What alerts write with the tick (or the outage check) that caused them.
+
+    ``fired``: the data of each ``alerta`` event; ``channels``: the delivery channels each
+    alert is queued for (one outbox row per alert and channel); ``state``: ``(rule, coin,
+    json)`` rows of rule state to upsert.
+    """
+
+    fired: Sequence[dict[str, Any]] = ()
+    channels: Sequence[str] = ()
+    state: Sequence[tuple[str, str, str]] = ()
 
 
 @dataclass(frozen=True)
@@ -330,10 +399,13 @@ class Store:
     # -- writing -------------------------------------------------------------------------
 
     def commit_tick(self, tick: Tick, predictions: Sequence[Prediction],
-                    outcomes: Sequence[Outcome], extra_events: Sequence[tuple[str, dict]] = ()
-                    ) -> tuple[int, list[StoredEvent]] | None:
+                    outcomes: Sequence[Outcome], extra_events: Sequence[tuple[str, dict]] = (),
+                    alerts: AlertRows | None = None) -> tuple[int, list[StoredEvent]] | None:
         """Store a tick and everything it caused in one transaction: its forecasts (one per
         horizon), the outcomes it settled and any extra events.
+
+        ``alerts``: the alerts the tick fired, their outbox rows and the rules' new state,
+        committed with it (see :meth:`_write_alerts`).
 
         Returns the tick id and the stored events in id order, or ``None`` when the tick is
         already stored (same coin and timestamp): it is then a duplicate and nothing changes.
@@ -386,6 +458,8 @@ class Store:
                             *_quantile_values(p), _finite(p.p_up), _finite(p.vol)))
             for kind, data in extra_events:
                 event(kind, tick.coin, data)
+            if alerts is not None:
+                self._write_alerts(tx, event, tick_id, alerts)
         return tick_id, events
 
     def save_checkpoint(self, coin: str, last_tick_id: int, blob: bytes, river_version: str,
@@ -555,3 +629,154 @@ class Store:
         with self.transaction() as tx:
             tx.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
                        " SET value = excluded.value", (key, value))
+
+    # -- alerts (cryptotech.alerts) ------------------------------------------------------
+    #
+    # An alert is an ``alerta`` event plus an ``alerts`` row, written in the transaction of
+    # the tick that fired it together with its outbox rows and the rules' state, so a crash
+    # keeps all of it or none. The sender then moves each outbox row from ``pendente`` to
+    # ``enviado`` or ``falhou`` (logged in ``alert_deliveries``); at most
+    # ``ALERT_OUTBOX_MAX`` rows wait (older ones are dropped, logged as ``descartado``).
+
+    def _write_alerts(self, tx: sqlite3.Connection, event: Any, tick_id: int | None,
+                      rows: AlertRows) -> None:
+        now = time.time()
+        for data in rows.fired:
+            eid = event("alerta", data.get("coin"), data)
+            tx.execute("INSERT INTO alerts (id, coin, rule, tipo, ts, tick_id, data)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (eid, data.get("coin"), data["rule"], data["tipo"], data["ts"], tick_id,
+                        json.dumps(data, allow_nan=False)))
+            for channel in rows.channels:
+                tx.execute("INSERT INTO alert_outbox (alert_id, channel, next_at)"
+                           " VALUES (?, ?, ?)", (eid, channel, now))
+        if rows.fired and rows.channels:
+            over = tx.execute("SELECT id, alert_id, channel FROM alert_outbox WHERE state ="
+                              " 'pendente' ORDER BY id DESC LIMIT -1 OFFSET ?",
+                              (ALERT_OUTBOX_MAX,)).fetchall()
+            for oid, aid, channel in over:
+                tx.execute("UPDATE alert_outbox SET state = 'descartado', last_error = ?"
+                           " WHERE id = ?", (OUTBOX_FULL, oid))
+                tx.execute("INSERT INTO alert_deliveries (outbox_id, alert_id, channel, at,"
+                           " result, reason) VALUES (?, ?, ?, ?, 'descartado', ?)",
+                           (oid, aid, channel, now, OUTBOX_FULL))
+        tx.executemany("INSERT INTO alert_state (rule, coin, data) VALUES (?, ?, ?)"
+                       " ON CONFLICT (rule, coin) DO UPDATE SET data = excluded.data",
+                       rows.state)
+
+    def commit_alerts(self, rows: AlertRows) -> list[StoredEvent]:
+        """Store alerts that no tick caused (outages), in one transaction."""
+        events: list[StoredEvent] = []
+        now = time.time()
+        with self.transaction() as tx:
+            def event(kind: str, coin: str | None, data: dict) -> int:
+                c = tx.execute("INSERT INTO events (kind, coin, ts, data) VALUES (?, ?, ?, ?)",
+                               (kind, coin, now, json.dumps(data, allow_nan=False)))
+                events.append(StoredEvent(c.lastrowid, kind, coin, data))
+                return c.lastrowid
+
+            self._write_alerts(tx, event, None, rows)
+        return events
+
+    def alert_state(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every rule's stored state, by (rule key, coin)."""
+        with self._writer() as conn:
+            rows = conn.execute("SELECT rule, coin, data FROM alert_state").fetchall()
+        return {(rule, coin): json.loads(data) for rule, coin, data in rows}
+
+    def last_alert_at(self) -> dict[str, float]:
+        """Per rule key: the time of its newest alert."""
+        with self.reading() as conn:
+            return dict(conn.execute("SELECT rule, MAX(ts) FROM alerts GROUP BY rule"))
+
+    def alerts(self, coin: str | None = None, start: float | None = None,
+               end: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Fired alerts (``coin`` also matches alerts of no coin), newest first."""
+        sql, args = "SELECT id, data FROM alerts WHERE 1 = 1", []
+        if coin is not None:
+            sql += " AND (coin = ? OR coin IS NULL)"
+            args.append(coin)
+        if start is not None:
+            sql += " AND ts >= ?"
+            args.append(start)
+        if end is not None:
+            sql += " AND ts <= ?"
+            args.append(end)
+        with self.reading() as conn:
+            rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+        return [json.loads(data) | {"id": aid} for aid, data in rows]
+
+    def outbox_due(self, channel: str, now: float, limit: int = 50) -> list[dict[str, Any]]:
+        """Pending deliveries of ``channel`` due at ``now``, oldest alert first."""
+        with self.reading() as conn:
+            rows = conn.execute(
+                "SELECT o.id, o.alert_id, o.attempts, a.data FROM alert_outbox o"
+                " JOIN alerts a ON a.id = o.alert_id WHERE o.channel = ? AND o.state ="
+                " 'pendente' AND o.next_at <= ? ORDER BY o.id LIMIT ?",
+                (channel, now, limit)).fetchall()
+        return [{"id": oid, "alert_id": aid, "attempts": n, "alert": json.loads(data) | {"id": aid}}
+                for oid, aid, n, data in rows]
+
+    def outbox_next_due(self, channel: str) -> float | None:
+        """When the next pending delivery of ``channel`` is due (None: nothing pending)."""
+        with self.reading() as conn:
+            return conn.execute("SELECT MIN(next_at) FROM alert_outbox WHERE channel = ? AND"
+                                " state = 'pendente'", (channel,)).fetchone()[0]
+
+    def outbox_result(self, outbox_id: int, result: str, reason: str | None = None,
+                      next_at: float | None = None) -> None:
+        """Record one delivery attempt: ``enviado``, ``nova_tentativa`` (due again at
+        ``next_at``) or ``falhou``; also for channels no longer configured."""
+        now = time.time()
+        state = {"enviado": "enviado", "nova_tentativa": "pendente"}.get(result, "falhou")
+        with self.transaction() as tx:
+            row = tx.execute("UPDATE alert_outbox SET state = ?, attempts = attempts + 1,"
+                             " next_at = COALESCE(?, next_at), last_error = ?,"
+                             " sent_at = CASE WHEN ? = 'enviado' THEN ? ELSE sent_at END"
+                             " WHERE id = ? AND state = 'pendente' RETURNING alert_id, channel",
+                             (state, next_at, reason, state, now, outbox_id)).fetchone()
+            if row is None:
+                return
+            tx.execute("INSERT INTO alert_deliveries (outbox_id, alert_id, channel, at, result,"
+                       " reason) VALUES (?, ?, ?, ?, ?, ?)", (outbox_id, *row, now, result, reason))
+            tx.execute("DELETE FROM alert_deliveries WHERE id <= (SELECT MAX(id) FROM"
+                       " alert_deliveries) - ?", (ALERT_LOG_KEEP,))
+
+    def outbox_channels(self) -> list[str]:
+        """Channels with pending deliveries."""
+        with self.reading() as conn:
+            return [c for (c,) in conn.execute("SELECT DISTINCT channel FROM alert_outbox"
+                                                " WHERE state = 'pendente'")]
+
+    def alert_summary(self, recent: int = 10) -> dict[str, Any]:
+        """Counts for ``/status``: alerts, outbox rows by state, log results, recent log."""
+        with self.reading() as conn:
+            fired = conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
+            outbox = dict(conn.execute("SELECT state, COUNT(*) FROM alert_outbox GROUP BY state"))
+            results = dict(conn.execute("SELECT result, COUNT(*) FROM alert_deliveries"
+                                        " GROUP BY result"))
+            log = conn.execute("SELECT alert_id, channel, at, result, reason FROM"
+                               " alert_deliveries ORDER BY id DESC LIMIT ?", (recent,)).fetchall()
+        return {"fired": fired, "outbox": outbox, "log_counts": results,
+                "log": [dict(zip(("alert_id", "channel", "at", "result", "reason"), r))
+                        for r in log]}
+
+    def alert_rules(self) -> list[tuple[int, str, bool]]:
+        """Rules created through the API: (id, definition JSON, paused), in id order."""
+        with self.reading() as conn:
+            return [(i, d, bool(p)) for i, d, p in conn.execute(
+                "SELECT id, definition, paused FROM alert_rules ORDER BY id")]
+
+    def add_alert_rule(self, definition: str) -> int:
+        with self.transaction() as tx:
+            return tx.execute("INSERT INTO alert_rules (definition, created_at) VALUES (?, ?)",
+                              (definition, time.time())).lastrowid
+
+    def set_alert_rule_paused(self, rule_id: int, paused: bool) -> bool:
+        with self.transaction() as tx:
+            return tx.execute("UPDATE alert_rules SET paused = ? WHERE id = ?",
+                              (int(paused), rule_id)).rowcount > 0
+
+    def delete_alert_rule(self, rule_id: int) -> bool:
+        with self.transaction() as tx:
+            return tx.execute("DELETE FROM alert_rules WHERE id = ?", (rule_id,)).rowcount > 0

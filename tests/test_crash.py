@@ -54,7 +54,10 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     for _ in range(5):
         before = ticks_in(db)
         proc = start(db, tmp_path)
-        time.sleep(rng.uniform(1.5, 5.0))
+        deadline = time.monotonic() + 120  # a busy machine starts slowly: wait for learning
+        while ticks_in(db) <= before and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)  # polling the database, bounded by the deadline
+        time.sleep(rng.uniform(0.0, 2.0))  # then a random moment while it learns
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         kills += 1

@@ -47,6 +47,7 @@ def test_a_checkpoint_of_the_one_horizon_format_is_refused_and_rebuilt(tmp_path,
             old = pickle.dumps((meta | {"format": 1}, learner))
             store._conn.execute("UPDATE checkpoints SET blob = ? WHERE id = ?", (old, cp.id))
     second, _ = run_engine(s, ticks[80:])
-    assert second.recovery["btc"] == "rebuilt from stored ticks, replayed 40 stored ticks"
+    assert second.recovery["btc"] == ("reconstruído a partir dos preços guardados; 40 preços "
+                                      "guardados reprocessados")
     assert "format 1" in caplog.text
     assert predictions(s.store.path) == predictions(ref.store.path)

@@ -31,7 +31,7 @@ def test_schema_pragmas_and_version(tmp_path):
                 "pending_labels", "kv", "schema_version"} <= tables
     with Store(tmp_path / "a.db") as store:  # reopening migrates nothing twice
         rows = store._conn.execute("SELECT version FROM schema_version").fetchall()
-        assert rows == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+        assert rows == [(v,) for v in range(1, SCHEMA_VERSION + 1)]  # one per migration
 
 
 def test_newer_schema_is_refused_with_a_clear_error(tmp_path):

@@ -35,6 +35,8 @@ from fastapi import FastAPI
 from sse_starlette.sse import AppStatus
 
 from cryptotech import __version__
+from cryptotech.alerts.service import start_tasks as start_alert_tasks
+from cryptotech.api import alerts as alerts_api
 from cryptotech.api import errors, routes, stream
 from cryptotech.api.cache import ForecastCache
 from cryptotech.api.present import Presenter
@@ -84,6 +86,7 @@ def create_app(settings: Settings, source: PriceSource | None = None, *,
             engine.supervise("encerramento", lambda: _watch_shutdown(app))
             await engine.start()
             engine.supervise("pulsacao", lambda: _publish_status(app, status_every))
+            start_alert_tasks(state)  # alerts: outage check, a sender per channel (supervised)
             yield
         finally:
             _begin_stopping(app, "the server stops")
@@ -120,6 +123,7 @@ def create_app(settings: Settings, source: PriceSource | None = None, *,
                            allow_credentials=False)
     app.include_router(routes.build_router(settings, presenter))
     app.include_router(stream.build_router(coins))
+    app.include_router(alerts_api.build_router(settings, presenter))  # /alertas
     _document_event_models(app)
     for extension in extensions:
         extension(app, settings)
@@ -133,7 +137,7 @@ def _document_event_models(app: FastAPI) -> None:
     from cryptotech.api import schemas
 
     models = (schemas.Preco, schemas.Previsao, schemas.MetricasMoeda, schemas.StatusResumo,
-              schemas.Reset, schemas.Aviso)
+              schemas.Reset, schemas.Aviso, alerts_api.Alerta)
     default = app.openapi
 
     def openapi() -> dict:

@@ -108,6 +108,8 @@ def install(app: FastAPI, coins: Sequence[str]) -> None:
         if exc.status_code == 404:
             detail = (f"caminho não encontrado: {request.url.path}; veja a página inicial (/) "
                       "ou a documentação (/docs)")
+        elif exc.status_code == 400:  # a request body that is not JSON (FastAPI's words)
+            detail = "corpo da requisição ilegível: envie um objeto JSON em UTF-8"
         elif exc.status_code == 405:
             detail = "método não permitido: esta API é somente leitura (GET e HEAD)"
         elif isinstance(exc.detail, str) and exc.detail and not exc.detail.isascii():

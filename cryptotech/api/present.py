@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from cryptotech.alerts.schemas import present_alert
 from cryptotech.api import schemas as s
 from cryptotech.api.timefmt import local
 from cryptotech.config import Settings, format_duration
@@ -186,6 +187,8 @@ class Presenter:
             model = self.prediction(data)
         elif kind == "metricas":
             model = self.metrics(data["coin"], data["model_in_use"], data["metrics"])
+        elif kind == "alerta":  # cryptotech.alerts
+            return present_alert(data, event_id, self.time)
         else:  # already in the API's shape (status, reset, adeus, removido)
             return dict(data)
         return model.model_dump(mode="json")

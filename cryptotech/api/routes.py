@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from cryptotech.api import schemas as s
+from cryptotech.api.alerts import alerts_status
 from cryptotech.api.errors import invalid, reject_unknown_query
 from cryptotech.api.home import home_page
 from cryptotech.api.present import Presenter
@@ -121,7 +122,9 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
         state = request.app.state
         counts = state.store.counts()
         last_id = max(state.hub.last_id, state.store.event_id_range()[1])
-        return presenter.status(state.engine, counts, last_id, state.hub.max_subscribers)
+        body = presenter.status(state.engine, counts, last_id, state.hub.max_subscribers)
+        body.alertas = alerts_status(state.engine.alerts, presenter)  # cryptotech.alerts
+        return body
 
     @get("/saude", response_model=s.Saude, summary="O motor está aprendendo?", tags=["serviço"],
          description="200 enquanto o motor aprende: recuperado do banco, todas as tarefas ok e "

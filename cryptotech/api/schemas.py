@@ -16,6 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from cryptotech.alerts.schemas import AlertasStatus
+
 
 def finite_or_none(value: float | None) -> float | None:
     """``value`` if it is a finite number, else ``None``.
@@ -346,6 +348,7 @@ class Status(_Modelo):
     ultimo_evento_id: int = Field(ge=0, examples=[155000])
     banco: Banco
     motor: Motor
+    alertas: AlertasStatus | None = Field(None, description="Regras, disparos e entregas")
 
 
 __all__ = [

@@ -252,10 +252,11 @@ uma linha `data:` com JSON:
 * `resultado` ([Previsao], `situacao = realizada`): uma previsão conferida com o preço real;
 * `metricas` ([MetricasMoeda]): métricas depois de cada resultado (sem id);
 * `status` ([StatusResumo]): pulsação periódica (sem id);
+* `alerta` ([Alerta]): uma regra de alerta disparou (veja `GET /alertas`);
 * `reset` ([Reset]): o id pedido não está mais guardado: estado atual de cada moeda;
 * `removido` / `adeus` ([Aviso]): conexão encerrada por lentidão / servidor encerrando.
 
-`tick`, `previsao`, `resultado` e `reset` têm `id:` crescente. Ao reconectar com o cabeçalho
+`tick`, `previsao`, `resultado`, `alerta` e `reset` têm `id:` crescente. Ao reconectar com o cabeçalho
 `Last-Event-ID` (o EventSource do navegador faz isso sozinho) ou `?ultimo_id=`, todo evento
 perdido é reenviado uma única vez, em ordem, e depois seguem os eventos ao vivo. Sugestão de
 reconexão: `retry: {RETRY_MS}` ms. Comentários `: ping` mantêm a conexão viva."""

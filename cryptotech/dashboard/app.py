@@ -474,6 +474,7 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any]) -> html
             ]),
             glossary(config),
         ]),
+        html.Section(id="alertas", className="alertas"),  # filled by assets/alertas.js
         html.Footer(className="rodape", children=[
             html.Span(f"Horários de {config['fuso_nome']}. "),
             html.Span("Os gráficos se atualizam sozinhos a cada novo preço, sem recarregar. "),

@@ -54,6 +54,7 @@ import logging
 import math
 import os
 import random
+import signal
 import socket
 import threading
 import time
@@ -1017,6 +1018,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(prices interpolated between the 5-minute points, timestamps of "
                              "now), so a client sees current, moving prices; --step is unused")
     args = parser.parse_args(argv)
+    # Ctrl-C stops it even when started from a shell that ignores SIGINT in background jobs
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rest = FakeCoinGecko(port=args.port, step=args.step, live=args.now)
     stream = (
         FakeCoinGeckoStream(port=args.ws_port, interval=args.interval, live=args.now)
