@@ -441,8 +441,6 @@ def layout(coins: list[str], settings: Settings, config: dict[str, Any]) -> html
                    title="Baixar as previsões da moeda escolhida feitas na janela escolhida, "
                          "com o resultado de cada uma (CSV)"),
         ]),
-        # the alerts' own section (assets/alertas.js fills it); hidden while empty
-        html.Section(id="alertas", className="alertas", **aria("Alertas")),
         html.Section(id="cartoes", className="cartoes", **aria("Métricas")),
         html.Div(className="graficos", children=[
             _panel(f"Preço e faixa provável em {horizon}", "grafico-preco",
