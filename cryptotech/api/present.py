@@ -24,10 +24,19 @@ _METRIC_NAMES = {
     "n": "resultados", "mae": "mae", "rmse": "rmse", "mape": "mape", "r2": "r2",
     "skill": "skill_vs_persistencia", "direction_hit_rate": "acerto_direcao",
     "coverage": "cobertura", "mean_width_bps": "largura_media_bps",
-    "interval_score_skill": "skill_intervalo", "pinball_skill": "skill_pinball",
+    "interval_score_skill": "skill_escore_intervalo", "pinball_skill": "skill_pinball",
     "brier_skill": "skill_brier", "quantile_coverage": "cobertura_quantis",
 }
 _QUANTILE_COLUMNS = ("q05", "q10", "q25", "q50", "q75", "q90", "q95")
+
+
+def _quantiles(row: Mapping[str, Any]) -> dict[str, float | None] | None:
+    """The quantiles of event data (a list) or of a stored row (``q05``..``q95``), by key."""
+    values = row.get("quantiles")
+    if values:
+        return dict(zip(_QUANTILE_COLUMNS, values, strict=True))
+    out = {q: row.get(q) for q in _QUANTILE_COLUMNS}
+    return out if any(v is not None for v in out.values()) else None
 
 
 def _br(value: float, digits: int = 1) -> str:
@@ -90,10 +99,9 @@ class Presenter:
             erro_pct=(error / actual * 100.0) if error is not None and actual else None,
             dentro_do_intervalo=None if covered is None else bool(covered),
             horizonte=row.get("horizon"),
-            quantis=row.get("quantiles") or (
-                [row[q] for q in _QUANTILE_COLUMNS] if row.get("q05") is not None else None),
-            chance_de_subir=row.get("p_up"),
-            volatilidade=row.get("vol"),
+            quantis=_quantiles(row),
+            prob_subir=row.get("p_up"),
+            volatilidade_prevista=row.get("vol"),
         )
 
     def current(self, row: Mapping[str, Any], metrics: Mapping[str, dict]) -> s.PrevisaoAtual:

@@ -120,16 +120,18 @@ class Previsao(_Modelo):
     dentro_do_intervalo: bool | None = Field(
         None, description="Se o preço real caiu dentro do intervalo", examples=[True]
     )
-    horizonte: str | None = Field(None, description="Horizonte da previsão", examples=["1h"])
-    quantis: list[Numero] | None = Field(
-        None, description="Preços previstos nos quantis 5, 10, 25, 50, 75, 90 e 95%",
-        examples=[[103100.0, 103400.0, 103850.0, 104250.5, 104650.0, 105100.0, 105400.0]])
-    chance_de_subir: Numero = Field(
-        None, description="Probabilidade (0 a 1) de o preço em alvo_em ficar acima do atual",
-        examples=[0.5])
-    volatilidade: Numero = Field(
-        None, description="Desvio-padrão previsto do retorno logarítmico até alvo_em (fração)",
-        examples=[0.0068])
+    # the names and shapes of branch h-api (issue 10's API), so either presenter serves the page
+    horizonte: str | None = Field(None, description="Horizonte da previsão (alvo_em - feita_em)",
+                                  examples=["1h"])
+    quantis: dict[str, Numero] | None = Field(
+        None, description="Preços nos quantis da distribuição prevista: q05 = há 5% de chance "
+        "de o preço em alvo_em ficar abaixo dele, q50 = a mediana, q95 = 95%",
+        examples=[{"q05": 103100.0, "q50": 104250.5, "q95": 105400.0}])
+    prob_subir: Numero = Field(None, description="Probabilidade prevista de o preço em alvo_em "
+                               "ficar acima de preco_atual (fração: 0,5 = 50%)", examples=[0.5])
+    volatilidade_prevista: Numero = Field(
+        None, description="Desvio padrão previsto do retorno logarítmico até alvo_em, como "
+        "fração (0,012 = 1,2%): o tamanho típico do movimento no horizonte", examples=[0.012])
 
 
 class Contexto(_Modelo):
@@ -204,8 +206,9 @@ class Metricas(_Modelo):
                               examples=[0.893])
     largura_media_bps: Numero = Field(description="Largura média do intervalo, em pontos-base",
                                       examples=[171.2])
-    skill_intervalo: Numero = Field(
-        None, description="1 - pontuação do intervalo / a da faixa EWMA-Gaussiana", examples=[0.02])
+    skill_escore_intervalo: Numero = Field(
+        None, description="1 - escore/escore da referência EWMA-Gaussiana (fração): acima de "
+        "0, faixas melhores que a referência", examples=[0.03])
     skill_pinball: Numero = Field(
         None, description="1 - perda pinball média / a da faixa EWMA-Gaussiana", examples=[0.01])
     skill_brier: Numero = Field(

@@ -198,11 +198,11 @@
           "persistência";
       }
     }
-    var subir = prev ? prev.chance_de_subir : null;
+    var subir = prev ? prev.prob_subir : null;
     var brier = pub.skill_brier;
-    var vol = prev ? prev.volatilidade : null;
+    var vol = prev ? prev.volatilidade_prevista : null;
     var realizada = atual ? atual.vol_realizada : null;
-    var skillFaixa = pub.skill_intervalo;
+    var skillFaixa = pub.skill_escore_intervalo;
     var pinball = pub.skill_pinball;
 
     var itens = [
@@ -259,8 +259,11 @@
     if (!m.publicado) { return h("P", {className: "nota"}, "Aguardando as métricas do motor."); }
     var linhas = [
       {nome: "Publicado: " + nomeModelo(m.modelo_em_uso, cfg), v: m.publicado, classe: "publicado"},
-      {nome: "Persistência (“preço fica igual”)", v: m.persistencia, classe: "referencia"}
+      {nome: "Persistência (“preço fica igual”)", v: m.persistencia || {}, classe: "referencia"}
     ];
+    if (m.ewma && !(m.candidatos || {}).ewma) {
+      linhas.push({nome: nomeModelo("ewma", cfg), v: m.ewma, classe: "referencia"});
+    }
     Object.keys(m.candidatos || {}).sort(function (a, b) {
       var sa = m.candidatos[a].skill_vs_persistencia, sb = m.candidatos[b].skill_vs_persistencia;
       return (typeof sb === "number" ? sb : -Infinity) - (typeof sa === "number" ? sa : -Infinity);
@@ -283,9 +286,9 @@
           h("Td", {}, l.nome),
           h("Td", {className: classeSkill(s)}, typeof s === "number" ? comSinal(s * 100, 1) : "—"),
           h("Td", {}, porcento(l.v.cobertura, 1)),
-          h("Td", {className: classeSkill(l.v.skill_intervalo)},
-            typeof l.v.skill_intervalo === "number" ? comSinal(l.v.skill_intervalo * 100, 1)
-              : "—"),
+          h("Td", {className: classeSkill(l.v.skill_escore_intervalo)},
+            typeof l.v.skill_escore_intervalo === "number"
+              ? comSinal(l.v.skill_escore_intervalo * 100, 1) : "—"),
           h("Td", {}, dinheiro(l.v.mae, cfg, casas)),
           h("Td", {}, porcento(l.v.acerto_direcao, 1)),
           h("Td", {}, numero(l.v.resultados, 0))
@@ -472,6 +475,9 @@
     return partes;
   }
 
+  /* the EWMA-Gaussian reference: `ewma` on its own, or (older servers) among the candidates */
+  function referencia(m) { return m.ewma || (m.candidatos || {}).ewma || null; }
+
   var NIVEIS = [5, 10, 25, 50, 75, 90, 95];
   var QUANTIS = ["q05", "q10", "q25", "q50", "q75", "q90", "q95"];
   var EIXO = {gridcolor: "rgba(139, 148, 158, 0.16)", linecolor: "rgba(139, 148, 158, 0.16)",
@@ -493,7 +499,7 @@
           "<extra></extra>"};
     }
     /* the reference first (hollow, dashed), so the published one stays visible on top */
-    var series = [serie("Referência EWMA", (m.candidatos || {}).ewma, "#58a6ff",
+    var series = [serie("Referência EWMA", referencia(m), "#58a6ff",
       "diamond-open", "dot"), serie("Publicado", m.publicado, "#e3b341", "circle")]
       .filter(Boolean);
     var dados = [{type: "scatter", mode: "lines", name: "Calibrado (diagonal)", x: [0, 100],

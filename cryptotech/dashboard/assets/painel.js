@@ -87,13 +87,17 @@
       ? (valor / base - 1) * 100 : null;
   }
 
-  function quantil(i) {
-    return function (d) { return Array.isArray(d.quantis) ? d.quantis[i] : null; };
+  /* a quantile's price: `quantis` by key ({"q25": ...}) or, from an older server, a list */
+  function quantil(chave, i) {
+    return function (d) {
+      var q = d.quantis;
+      return !q ? null : Array.isArray(q) ? q[i] : q[chave];
+    };
   }
 
   var DERIVADOS = {
-    q25: quantil(2),
-    q75: quantil(4),
+    q25: quantil("q25", 2),
+    q75: quantil("q75", 4),
     variacao_real_pct: function (d) { return pct(d.preco_real, d.preco_atual); },
     limite_inferior_pct: function (d) { return pct(d.limite_inferior, d.preco_atual); },
     limite_superior_pct: function (d) { return pct(d.limite_superior, d.preco_atual); }
@@ -138,7 +142,7 @@
       return;
     }
     e.retornos.push({real: Math.log(d.preco_real / d.preco_atual),
-      prevista: typeof d.volatilidade === "number" ? d.volatilidade : null});
+      prevista: typeof d.volatilidade_prevista === "number" ? d.volatilidade_prevista : null});
     if (e.retornos.length > MAX_RETORNOS) { e.retornos.splice(0, e.retornos.length - MAX_RETORNOS); }
   }
 
@@ -211,11 +215,7 @@
         }
       }
     } else if (tipo === "metricas") {
-      /* the event carries the first horizon's metrics; another horizon's come with a choice */
-      if (dados.moeda === e.moeda && e.horizonte === (e.config || {}).horizonte_padrao) {
-        e.metricas = dados;
-        e.metricasNovas = true;
-      }
+      if (dados.moeda === e.moeda) { metricasDoHorizonte(dados); }
     } else if (tipo === "status") {
       e.fonte = dados;
       if (dados.motor !== undefined) { e.motor = dados.motor; e.motorNoEvento = true; }
@@ -230,6 +230,25 @@
     }
     mudarConexao("aberta");
     agendarPainel();
+  }
+
+  /*
+   * A `metricas` event for the chosen coin: its top level is the first horizon's; another
+   * horizon's come in `por_horizonte` (published and reference only: the persistence and the
+   * candidates stay as the page last read them).
+   */
+  function metricasDoHorizonte(dados) {
+    var padrao = (e.config || {}).horizonte_padrao;
+    if (e.horizonte === padrao || e.horizonte === dados.horizonte) {
+      e.metricas = dados;
+    } else {
+      var h = dados.por_horizonte && dados.por_horizonte[e.horizonte];
+      if (!h) { return; }
+      e.metricas = Object.assign({}, e.metricas || {}, {publicado: h.publicado,
+        ewma: h.ewma || (e.metricas || {}).ewma, modelo_em_uso: h.modelo_em_uso,
+        horizonte: h.horizonte});
+    }
+    e.metricasNovas = true;
   }
 
   /* GET /status for what the `status` event does not carry (the engine's state). */
