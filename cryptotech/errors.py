@@ -24,7 +24,9 @@ class SourceError(CryptoTechError):
 
 
 class StoreError(CryptoTechError):
-    """The SQLite store cannot be opened, read or written."""
+    """The SQLite store cannot be opened, read or written: every ``sqlite3`` error and every
+    error serialising a payload (a NaN, a value JSON cannot encode) becomes this one, at one
+    boundary (:func:`cryptotech.store.store_errors`)."""
 
 
 class CheckpointError(StoreError):

@@ -542,10 +542,12 @@ class Store:
             return dict(row) if row else None
 
     def predictions(self, coin: str, start: float | None = None, end: float | None = None,
-                    after_id: int = 0, limit: int | None = None, horizon: str | None = None
-                    ) -> Iterator[dict[str, Any]]:
+                    after_id: int = 0, limit: int | None = None, horizon: str | None = None,
+                    *, before_id: int | None = None,
+                    newest_first: bool = False) -> Iterator[dict[str, Any]]:
         """Predictions of ``coin`` at ``horizon`` (``None``: the first configured; made_at in
-        [start, end]) with their outcome if settled, in id order, streamed row by row."""
+        [start, end], id in (after_id, before_id)) with their outcome if settled, in id order
+        (newest first if asked), streamed row by row."""
         sql = ("SELECT p.id, p.coin, p.made_at, p.target_at, p.price, p.forecast, p.lower,"
                " p.upper, p.model, p.horizon, p.q05, p.q10, p.q25, p.q50, p.q75, p.q90, p.q95,"
                " p.p_up, p.vol, o.actual, o.error, o.covered FROM predictions p"
@@ -558,7 +560,10 @@ class Store:
         if end is not None:
             sql += " AND p.made_at <= ?"
             args.append(end)
-        sql += " ORDER BY p.id"
+        if before_id is not None:
+            sql += " AND p.id < ?"
+            args.append(before_id)
+        sql += " ORDER BY p.id DESC" if newest_first else " ORDER BY p.id"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -672,6 +677,7 @@ class Store:
             def event(kind: str, coin: str | None, data: dict) -> int:
                 c = tx.execute("INSERT INTO events (kind, coin, ts, data) VALUES (?, ?, ?, ?)",
                                (kind, coin, now, json.dumps(data, allow_nan=False)))
+                assert c.lastrowid is not None
                 events.append(StoredEvent(c.lastrowid, kind, coin, data))
                 return c.lastrowid
 
@@ -692,7 +698,7 @@ class Store:
     def alerts(self, coin: str | None = None, start: float | None = None,
                end: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Fired alerts (``coin`` also matches alerts of no coin), newest first."""
-        sql, args = "SELECT id, data FROM alerts WHERE 1 = 1", []
+        sql, args = "SELECT id, data FROM alerts WHERE 1 = 1", list[Any]()
         if coin is not None:
             sql += " AND (coin = ? OR coin IS NULL)"
             args.append(coin)
@@ -769,8 +775,10 @@ class Store:
 
     def add_alert_rule(self, definition: str) -> int:
         with self.transaction() as tx:
-            return tx.execute("INSERT INTO alert_rules (definition, created_at) VALUES (?, ?)",
-                              (definition, time.time())).lastrowid
+            rule_id = tx.execute("INSERT INTO alert_rules (definition, created_at) VALUES (?, ?)",
+                                 (definition, time.time())).lastrowid
+        assert rule_id is not None
+        return rule_id
 
     def set_alert_rule_paused(self, rule_id: int, paused: bool) -> bool:
         with self.transaction() as tx:

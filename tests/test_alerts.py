@@ -208,3 +208,33 @@ def test_probability_rules_use_p_up_with_hysteresis_and_stay_silent_without_it()
     # rises: fires at 0.65, re-arms only at <= 0.54 (10 % under 0.6), fires again at 0.7;
     # falls (1 - p_up at 4h): 0.7 at the last step
     assert fired == [(2, "config:1"), (6, "config:1"), (7, "config:2")]
+
+
+def test_backtest_alertas_counts_what_the_live_engine_fires(tmp_path, btc_ticks, capsys):
+    import gzip
+
+    from cryptotech.alerts.rules import config_rules
+    from cryptotech.cli import main
+
+    rules = [{"tipo": "fora_do_intervalo", "moeda": "btc"},
+             {"tipo": "variacao", "percentual": 1.0, "janela": "1h"},
+             {"tipo": "fonte_fora"}]
+    data = tmp_path / "BTCUSDT_5m.csv"
+    src = [p for c, p in bundled_inputs() if c == "btc"][0]
+    with gzip.open(src, "rt") as fh:
+        data.write_text("".join(line for _, line in zip(range(1501), fh)))
+    config = tmp_path / "config.toml"
+    config.write_text('[coins]\nbtc = "bitcoin"\n[model]\ncandidates = ["bayes_linear"]\n'
+                      + "".join("[[alertas]]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"')
+                                                          for k, v in r.items())
+                                for r in rules))
+    assert main(["backtest", str(data), "--alertas", "--config", str(config),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    s = api_settings(tmp_path, coins={"btc": "bitcoin"}, alertas=rules)
+    run_engine(s, btc_ticks[:1500])
+    for rule in config_rules(list(s.alertas))[:2]:
+        n = len(by_rule(s.store.path, rule.id))
+        assert n > 0
+        assert f"{rule.id:>10}  {n:>6}  {rule.regra.describe()}" in out
+    assert "fonte de preços fora do ar por 10m (live only)" in out

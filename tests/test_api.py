@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from datetime import datetime, timedelta
 
 import httpx
 import pytest
+import river
 from conftest import START, FeedSource, LiveServer, api_settings, random_walk, wait_until
 
+import cryptotech
 from cryptotech.api import routes
 from cryptotech.api.app import create_app
 from cryptotech.api.present import Presenter
@@ -76,7 +79,7 @@ def test_status_heartbeat(api):
     assert body["banco"]["ticks"] == 2 * N + 1
     assert body["assinantes_max"] == 1000
     assert body["fuso_horario"] == "America/Sao_Paulo"
-    assert body["versao"]
+    assert body["versao"] == cryptotech.__version__ and body["versao_river"] == river.__version__
 
 
 def test_prever_gives_the_latest_forecast_with_honest_context(api):
@@ -102,14 +105,46 @@ def test_prever_gives_the_latest_forecast_with_honest_context(api):
     assert p["id"] == stored["id"] and p["previsao"] == pytest.approx(stored["forecast"])
 
 
-@pytest.mark.parametrize("coin", ["xyz", "BTC", "b%20tc"])
+@pytest.mark.parametrize("coin", ["xyz", "b%20tc", "btcx"])
 def test_unknown_coin_is_404_in_portuguese(api, coin):
     for path in (f"/prever/{coin}", f"/previsoes/{coin}", f"/metricas/{coin}"):
         r = api.client.get(path)
         assert r.status_code == 404, path
         assert "não encontrada" in r.json()["detalhe"] and "btc, eth, sol, ada" in r.json()["detalhe"]
         no_trace(r)
-    assert "minúsculas" in api.client.get("/prever/BTC").json()["detalhe"]
+
+
+def test_coins_in_any_case_are_the_lowercase_coin(api):
+    """One rule everywhere: any case is accepted and normalised to lowercase."""
+    for path in ("/prever/{}", "/previsoes/{}?limite=3", "/metricas/{}"):
+        lower = api.client.get(path.format("btc"))
+        for spelling in ("BTC", "Btc"):
+            r = api.client.get(path.format(spelling))
+            assert r.status_code == 200, (path, spelling)
+            assert r.json() == lower.json()
+    assert api.client.head("/stream?moedas=BTC,Eth").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/prever/{}", "/previsoes/{}", "/metricas/{}",
+                                  "/{}", "/previsoes/btc/{}"])
+def test_unknown_ids_are_echoed_as_a_short_prefix(api, path):
+    r = api.client.get(path.format("a" * 60_000))  # httpx refuses longer URLs
+    assert r.status_code == 404
+    assert len(r.content) < 500
+    detail = r.json()["detalhe"]
+    assert "a" * 16 in detail and "a" * 33 not in detail and "…" in detail
+
+
+@pytest.mark.parametrize("path", ["/", "/status", "/moedas", "/prever/btc", "/previsoes/btc",
+                                  "/previsoes/btc?exportar_csv=true", "/metricas/btc",
+                                  "/openapi.json", "/docs", "/redoc"])
+def test_unknown_query_parameters_are_ignored(api, path):
+    """A browser cache-buster (``?_=123``) or a tracking tag never breaks a call."""
+    sep = "&" if "?" in path else "?"
+    r = api.client.get(f"{path}{sep}_=123&utm_source=x&inico=2025-01-01")
+    assert r.status_code == 200, r.text
+    if path == "/previsoes/btc":
+        assert r.json() == api.client.get(path).json()
 
 
 def test_prever_warming_up_is_503_with_reason_and_when(api):
@@ -123,6 +158,14 @@ def test_prever_warming_up_is_503_with_reason_and_when(api):
     r = api.client.get("/prever/ada")
     assert r.status_code == 503 and r.json()["motivo"] == "sem_dados"
     assert "nenhum preço" in r.json()["detalhe"]
+
+
+def test_warm_up_names_the_source_state_in_portuguese(api, monkeypatch):
+    status = api.state.engine.source.status
+    monkeypatch.setattr(status, "state", "starting")
+    monkeypatch.setattr(status, "message", "starting")
+    detail = api.client.get("/prever/ada").json()["detalhe"]
+    assert detail == "ada: nenhum preço recebido ainda; fonte: iniciando"
 
 
 def test_previsoes_pages_cover_the_history_exactly_once(api):
@@ -176,8 +219,8 @@ def test_previsoes_time_filter_naive_means_the_configured_zone(api):
     ("apos_id=-1", "apos_id", "maior ou igual a 0"),
     ("apos_id=99999999999999999999999", "apos_id", "menor ou igual"),
     ("exportar_csv=talvez", "exportar_csv", "true ou false"),
-    ("inico=2025-01-01", "inico", "parâmetro desconhecido"),
     ("limite=1&limite=2", "limite", "mais de uma vez"),
+    ("_=1&limite=0", "limite", "maior ou igual a 1"),  # unknown ignored, known still checked
 ])
 def test_bad_query_is_422_in_portuguese(api, query, parametro, words):
     r = api.client.get(f"/previsoes/btc?{query}")
@@ -186,6 +229,19 @@ def test_bad_query_is_422_in_portuguese(api, query, parametro, words):
     assert body["detalhe"].startswith("parâmetro inválido")
     assert body["erros"][0]["parametro"] == parametro and body["erros"][0]["local"] == "query"
     assert words in body["erros"][0]["mensagem"]
+    no_trace(r)
+
+
+@pytest.mark.parametrize("query", [
+    "inicio=9999-12-31T23:59", "inicio=9999-12-31T21:00&limite=1",
+    "fim=9999-12-31T23:59&exportar_csv=true", "inicio=0001-01-01T00:00Z&limite=1",
+    "inicio=0001-01-01T00:00%2B23:59", "fim=9999-12-31T12:00-23:59&exportar_csv=true",
+])
+def test_dates_beyond_year_9999_or_before_year_1_are_422(api, query):
+    """Valid-looking dates that fall outside 0001..9999 in UTC or in the configured zone."""
+    r = api.client.get(f"/previsoes/btc?{query}")
+    assert r.status_code == 422, r.text
+    assert "fora do intervalo aceito" in r.json()["erros"][0]["mensagem"]
     no_trace(r)
 
 
@@ -200,13 +256,40 @@ def test_csv_export_is_a_streamed_download(api):
     stored = list(api.state.store.predictions("btc"))
     assert [int(row["id"]) for row in rows] == [p["id"] for p in stored]
     assert rows[0]["feita_em"].endswith("-03:00") and rows[0]["moeda"] == "btc"
-    assert rows[0]["dentro_do_intervalo"] in ("sim", "nao")
+    assert {r["dentro_do_intervalo"] for r in rows} == {"true", "false", ""}  # as in the JSON
     assert rows[-1]["preco_real"] == "" and rows[-1]["situacao"] == "pendente"
     r = api.client.get("/previsoes/eth", params={"exportar_csv": "true", "inicio": "2024-12-31T22:00",
                                                   "fim": "2025-01-01T00:00-03:00"})
     assert r.headers["content-disposition"] == (
         'attachment; filename="previsoes_eth_20241231T2200_20250101T0000.csv"')
     assert len(r.text.strip().splitlines()) == 1 + 25
+
+
+def test_previsoes_newest_first_pages_and_csv(api):
+    stored = [row["id"] for row in api.state.store.predictions("btc")]
+    seen, url = [], "/previsoes/btc?ordem=desc&limite=7"
+    for _ in range(50):
+        body = api.client.get(url).json()
+        assert body["ordem"] == "desc" and body["proximo_apos_id"] is None
+        seen += [item["id"] for item in body["itens"]]
+        url = body["proxima_pagina"]
+        if url is None:
+            break
+        assert "antes_id=" in url and body["proximo_antes_id"] == body["itens"][-1]["id"]
+    assert seen == stored[::-1]
+    r = api.client.get("/previsoes/btc", params={"ordem": "desc", "exportar_csv": "true"})
+    assert [int(row["id"]) for row in csv.DictReader(io.StringIO(r.text))] == stored[::-1]
+    r = api.client.get("/previsoes/btc", params={"ordem": "nova"})
+    assert r.status_code == 422 and r.json()["erros"][0]["parametro"] == "ordem"
+
+
+def test_home_page_history_link_shows_recent_forecasts(api):
+    page = api.client.get("/").text
+    href = re.search(r'href="(/previsoes/btc\?[^"]*)">histórico', page).group(1)
+    body = api.client.get(href.replace("&amp;", "&")).json()
+    newest = max(row["id"] for row in api.state.store.predictions("btc"))
+    assert body["itens"][0]["id"] == newest
+    assert "Sao Paulo" in page
 
 
 def test_csv_chunks_are_lazy(api, monkeypatch):
@@ -231,12 +314,18 @@ def test_metricas_beside_persistence(api):
     body = api.client.get("/metricas/eth").json()
     learner_metrics = api.call(lambda: api.state.engine.learners["eth"].horizon_metrics())
     assert body["moeda"] == "eth" and body["modelo_em_uso"] == "persistence"
-    assert set(body["candidatos"]) == {"bayes_linear", "ewma"}
+    assert set(body["candidatos"]) == {"bayes_linear"}  # the EWMA baseline has its own block
+    assert body["ewma"]["resultados"] == learner_metrics["ewma"]["n"] > 0
     assert body["publicado"]["resultados"] == learner_metrics["published"]["n"] > 0
     assert body["persistencia"]["mae"] == pytest.approx(learner_metrics["persistence"]["mae"])
     assert body["candidatos"]["bayes_linear"]["skill_vs_persistencia"] == pytest.approx(
         learner_metrics["bayes_linear"]["skill"])
     assert "persistência" in body["explicacao"]
+    for words in ("MAE", "R²", "pontos-base", "bps", "frações", "habilidade"):
+        assert words in body["explicacao"], words
+    # every rate is a fraction: mape too (River gives it in %)
+    assert body["publicado"]["mape"] == pytest.approx(learner_metrics["published"]["mape"] / 100)
+    assert 0 < body["publicado"]["mape"] < 0.1
     empty = api.client.get("/metricas/ada").json()
     assert empty["publicado"]["resultados"] == 0 and empty["publicado"]["mae"] is None
 
@@ -282,7 +371,7 @@ def test_the_api_key_never_appears(api):
     bodies = [api.client.get(path).text for path in (
         "/", "/status", "/moedas", "/prever/btc", "/prever/sol", "/previsoes/btc",
         "/previsoes/btc?exportar_csv=true", "/metricas/btc", "/openapi.json", "/docs",
-        "/prever/nada", "/previsoes/btc?limite=x")]
+        "/prever/nada", "/previsoes/btc?limite=x", "/previsoes/btc?_=1")]
     with api.client.stream("GET", "/stream?ultimo_id=0") as r:
         chunk = b""
         for part in r.iter_bytes():
@@ -299,10 +388,10 @@ def test_internal_errors_are_portuguese_without_trace(api, monkeypatch):
 
     store = api.state.store
 
-    def broken(coin):
+    def broken(coin, horizon=None):
         raise RuntimeError("boom /secret/path.py line 3")
 
-    def unavailable(coin):
+    def unavailable(coin, horizon=None):
         raise StoreError("database is locked")
 
     monkeypatch.setattr(store, "latest_prediction", broken)
@@ -346,6 +435,31 @@ def test_json_never_carries_nan_or_infinity(api):
            "forecast": math.nan, "lower": 1.0, "upper": 2.0, "model": "x", "actual": None,
            "error": None, "covered": None}
     assert "NaN" not in presenter.prediction(row).model_dump_json()
+
+
+def test_prices_carry_no_float_noise(api):
+    presenter = Presenter(api.state.settings)
+    row = {"id": 1, "coin": "btc", "made_at": 0.0, "target_at": 3600.0,
+           "price": 104238.49999999993, "forecast": 104238.49999999993,
+           "lower": 0.16912345678901234, "upper": 2.0000000000000004, "model": "x",
+           "actual": 0.000012345678912345, "error": 208.30000000000291, "covered": 1}
+    p = presenter.prediction(row)
+    assert p.previsao == 104238.5  # computed: rounded to 10 significant digits
+    assert p.preco_atual == 104238.49999999993  # the source's own price: as received
+    assert p.limite_inferior == 0.1691234568 and p.limite_superior == 2.0  # DOGE keeps digits
+    assert p.preco_real == 1.234567891e-05 and p.erro == 208.3
+    items = api.client.get("/previsoes/btc?limite=1000").json()["itens"]
+    numbers = [v for item in items for k, v in item.items()
+               if isinstance(v, float) and k != "preco_atual"]
+    assert numbers and all(float(f"{v:.10g}") == v for v in numbers)
+
+
+def test_status_reasons_and_warm_up_are_portuguese(api):
+    body = api.client.get("/status").json()
+    keys = set(body["ignorados"]) | {k for c in body["moedas"].values() for k in c["ignorados"]}
+    assert "aquecendo" in keys
+    english = {"warming_up", "duplicate", "out_of_order", "unknown_coin", "already_stored"}
+    assert not keys & english
 
 
 def test_parse_instant_matches_the_documented_pattern():

@@ -11,7 +11,8 @@ import httpx
 import pytest
 import schemathesis
 from conftest import FeedSource, LiveServer, api_settings, random_walk, wait_until
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -22,13 +23,15 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from cryptotech.api.app import create_app
+from cryptotech.api.timefmt import INSTANT_PATTERN, local, parse_instant
 
 
 @pytest.fixture(scope="module")
 def live_api(tmp_path_factory):
     settings_ = api_settings(tmp_path_factory.mktemp("schema"),
                              coins={"btc": "bitcoin", "eth": "ethereum", "sol": "solana",
-                                    "ada": "cardano"})
+                                    "ada": "cardano"},
+                             model={"horizons": ["1h", "4h"]})  # ?horizonte= has a choice
     source = FeedSource()
     ticks = sorted(random_walk(40, "btc", seed=1, price=90_000.0)
                    + random_walk(40, "eth", seed=2, price=2_000.0)
@@ -55,15 +58,22 @@ def no_server_error(ctx, response, case):
 def valid_input_accepted(ctx, response, case):
     """Schema-valid input is answered, not refused: 2xx (or the warm-up 503 above).
 
-    The one exception: a date that matches the documented pattern but does not exist on
-    the calendar (30 February) is a 422 that says so.
+    The exceptions (:data:`RULES`): a date that matches the documented pattern but does not
+    exist on the calendar (30 February) or cannot be shown (year 10000 once in UTC), and
+    `fim` before `inicio`, are a 422 that says so.
     """
     status = response.status_code
     if status == 422:
-        assert "data inexistente" in response.json()["detalhe"], response.text
+        assert any(words in response.json()["detalhe"] for words in RULES), response.text
     elif status != 503:  # 503: checked by no_server_error
         assert 200 <= status < 300, f"{status}: {response.text[:300]}"
 
+
+#: The only 422s a date matching the documented pattern may get: not on the calendar
+#: (30 February), or outside the years 0001..9999 in UTC or in the configured zone.
+DATE_REFUSALS = ("data inexistente", "fora do intervalo aceito")
+#: Every documented rule a schema cannot express: those dates, and fim before inicio.
+RULES = (*DATE_REFUSALS, "posterior a inicio")
 
 CHECKS = [no_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, response_headers_conformance]
@@ -102,3 +112,50 @@ def test_the_schema_is_served_and_valid(live_api):
     body = httpx.get(f"{live_api.url}/openapi.json", timeout=10).json()
     assert body["openapi"].startswith("3.")
     assert body["info"]["title"] == "CryptoTech"
+
+
+# -- dates: no instant the pattern accepts can reach a 500 -------------------------------------
+
+instants = st.from_regex(INSTANT_PATTERN, fullmatch=True)
+edges = st.sampled_from(["0001-01-01", "0001-01-01T00:00", "9999-12-31", "9999-12-31T23:59",
+                         "1970-01-01T00:00", "2038-01-19T03:14"])
+offsets = st.sampled_from(["", "Z", "+23:59", "-23:59", "+14:00", "-1200", "+00:00"])
+extreme_instants = st.builds(lambda d, o: d + (o if "T" in d else ""), edges, offsets)
+ZONES = ["America/Sao_Paulo", "UTC", "Pacific/Kiritimati", "Etc/GMT+12", "Asia/Kolkata"]
+
+
+@given(text=st.one_of(instants, extreme_instants), zone=st.sampled_from(ZONES))
+@settings(max_examples=400, deadline=None, database=None, derandomize=True)
+def test_parse_instant_gives_a_time_that_can_be_shown_or_a_portuguese_refusal(text, zone):
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    try:
+        epoch = parse_instant(text, tz)
+    except ValueError as exc:
+        assert any(words in str(exc) for words in DATE_REFUSALS), exc
+        return
+    shown = local(epoch, tz)
+    assert shown is not None and shown.isoformat() and shown.strftime("%Y%m%dT%H%M")
+
+
+@given(text=st.one_of(instants, extreme_instants), which=st.sampled_from(["inicio", "fim"]),
+       csv=st.booleans(), limit=st.sampled_from([None, 1]))
+@example(text="9999-12-31T23:59", which="inicio", csv=False, limit=None)
+@example(text="9999-12-31T21:00", which="inicio", csv=False, limit=1)
+@example(text="9999-12-31T23:59", which="fim", csv=True, limit=None)
+@example(text="0001-01-01T00:00Z", which="inicio", csv=False, limit=1)
+@example(text="0001-01-01T00:00+23:59", which="inicio", csv=False, limit=None)
+@settings(max_examples=150, deadline=None, database=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_no_date_reaches_a_server_error(live_api, text, which, csv, limit):
+    params = {which: text}
+    if csv:
+        params["exportar_csv"] = "true"
+    if limit is not None:
+        params["limite"] = str(limit)
+    r = httpx.get(f"{live_api.url}/previsoes/btc", params=params, timeout=10)
+    if r.status_code == 422:
+        assert any(words in r.json()["detalhe"] for words in DATE_REFUSALS), r.text
+    else:
+        assert r.status_code == 200, r.text

@@ -69,13 +69,16 @@ def _apprise() -> Any:
 
 
 def channels_from_env(environ: Any = None) -> list[Channel]:
-    """The channels of ``CRYPTOTECH_ALERTAS_URLS`` (invalid URLs are logged and skipped)."""
-    apprise = _apprise()
+    """The channels of ``CRYPTOTECH_ALERTAS_URLS`` (invalid URLs are logged and skipped).
+
+    apprise is loaded only when there is one (it takes about a second)."""
     text = (os.environ if environ is None else environ).get(URLS_ENV, "")
+    urls = [u.strip() for u in text.split(",") if u.strip()]
+    if not urls:
+        return []
+    apprise = _apprise()
     out = []
-    for url in (u.strip() for u in text.split(",")):
-        if not url:
-            continue
+    for url in urls:
         plugin = apprise.Apprise.instantiate(url)
         if not plugin:
             log.error("%s: an entry is not a valid apprise URL; skipped", URLS_ENV)

@@ -18,6 +18,7 @@ with the same rules fires the same alerts.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import deque
@@ -137,24 +138,25 @@ class MarketRules:
                     st["armed"] = bool(clear)
                 elif cond and (st["last"] is None or t - st["last"] >= rule.regra.cooldown):
                     st["armed"], st["last"] = False, t
-                    fired.append(self._alert(rule, tick, predictions, what))
+                    fired.append(self._alert(rule, tick, predictions, what()))
             if st != old:
                 staged[(rule.key, coin)] = st
         return fired, staged, window
 
     def _observe(self, rule: RegraAtiva, st: dict, t: float, price: float, window: deque,
                  predictions: list[Prediction], outcomes: list[Outcome]):
-        """Yield (condition, cleared, details) for each observation the rule makes now."""
+        """Yield (condition, cleared, details) for each observation the rule makes now;
+        ``details()`` builds the alert's words and values (only when it fires)."""
         r = rule.regra
         kind, margin = r.tipo, r.rearm
         if kind == "preco_acima":
             assert r.preco is not None
-            yield price > r.preco, price <= r.preco * (1 - margin), {
+            yield price > r.preco, price <= r.preco * (1 - margin), lambda: {
                 "value": price, "threshold": r.preco,
                 "text": f"preço acima de {self.money} {_num(r.preco)}: {self.money} {_num(price)}"}
         elif kind == "preco_abaixo":
             assert r.preco is not None
-            yield price < r.preco, price >= r.preco * (1 + margin), {
+            yield price < r.preco, price >= r.preco * (1 + margin), lambda: {
                 "value": price, "threshold": r.preco,
                 "text": f"preço abaixo de {self.money} {_num(r.preco)}: {self.money} {_num(price)}"}
         elif kind == "variacao":
@@ -164,29 +166,21 @@ class MarketRules:
                 return
             change = (price / ref[1] - 1) * 100
             mins = round((t - ref[0]) / 60)
-            yield abs(change) >= r.percentual, abs(change) <= r.percentual * (1 - margin), {
+            yield abs(change) >= r.percentual, abs(change) <= r.percentual * (1 - margin), lambda: {
                 "value": change, "threshold": r.percentual,
                 "text": f"variação de {_signed(change)}% em {mins} min "
                         f"({self.money} {_num(ref[1])} → {self.money} {_num(price)})"}
         elif kind in ("fora_do_intervalo", "surpresas_seguidas"):
             for o in outcomes:
-                p = o.prediction
-                if r.horizonte and p.horizon != r.horizonte:
+                if r.horizonte and o.prediction.horizon != r.horizonte:
                     continue
-                issued = _forecast(p) | {"actual": o.actual, "covered": o.covered}
-                where = "acima" if o.actual > p.upper else "abaixo"
-                text = (f"preço real {self.money} {_num(o.actual)} {where} do intervalo previsto "
-                        f"[{_num(p.lower)}; {_num(p.upper)}] (previsão de {p.horizon} atrás)")
                 if kind == "fora_do_intervalo":
-                    yield not o.covered, o.covered, {"issued": issued, "value": o.actual,
-                                                     "text": text}
+                    yield not o.covered, o.covered, functools.partial(self._surprise, o, 0)
                 else:
                     st["streak"] = 0 if o.covered else st.get("streak", 0) + 1
                     assert r.quantidade is not None
-                    yield st["streak"] >= r.quantidade, st["streak"] == 0, {
-                        "issued": issued, "value": st["streak"],
-                        "text": f"{st['streak']} preços reais seguidos fora do intervalo; "
-                                f"o último: {text}"}
+                    yield (st["streak"] >= r.quantidade, st["streak"] == 0,
+                           functools.partial(self._surprise, o, st["streak"]))
         else:
             at = _at_horizon(predictions, r.horizonte)
             if at is None:
@@ -197,9 +191,20 @@ class MarketRules:
                 prob = at.p_up if kind == "prob_subir" else 1 - at.p_up
                 assert r.probabilidade is not None
                 verbo = "subir" if kind == "prob_subir" else "cair"
-                yield prob >= r.probabilidade, prob <= r.probabilidade * (1 - margin), {
+                yield prob >= r.probabilidade, prob <= r.probabilidade * (1 - margin), lambda: {
                     "value": prob, "threshold": r.probabilidade,
                     "text": f"probabilidade de {verbo} em {at.horizon}: {_num(prob * 100)}%"}
+
+    def _surprise(self, o: Outcome, streak: int) -> dict[str, Any]:
+        """The details of a realised price outside its interval (``streak``: of a run)."""
+        p = o.prediction
+        where = "acima" if o.actual > p.upper else "abaixo"
+        text = (f"preço real {self.money} {_num(o.actual)} {where} do intervalo previsto "
+                f"[{_num(p.lower)}; {_num(p.upper)}] (previsão de {p.horizon} atrás)")
+        if streak:
+            text = f"{streak} preços reais seguidos fora do intervalo; o último: {text}"
+        return {"issued": _forecast(p) | {"actual": o.actual, "covered": o.covered},
+                "value": streak or o.actual, "text": text}
 
     def _storm(self, rule: RegraAtiva, st: dict, t: float, p: Prediction):
         r = rule.regra
@@ -217,7 +222,7 @@ class MarketRules:
         if t - st["since"] < r.window:  # no recent level yet
             return
         medida = "volatilidade prevista" if r.medida == "volatilidade" else "largura do intervalo"
-        yield ratio >= factor, ratio <= factor * (1 - r.rearm), {
+        yield ratio >= factor, ratio <= factor * (1 - r.rearm), lambda: {
             "value": ratio, "threshold": factor,
             "text": f"tempestade prevista: {medida} {_num(round(ratio, 2))}× o nível recente "
                     f"(horizonte {p.horizon})"}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -132,20 +133,20 @@ class Regra(BaseModel):
 
     # -- derived values (defaults per kind) ----------------------------------------------
 
-    @property
+    @cached_property
     def cooldown(self) -> float:
         return duracao(self.intervalo_minimo).total_seconds()
 
-    @property
+    @cached_property
     def window(self) -> float:
         default = "24h" if self.tipo == "tempestade" else "1h"
         return duracao(self.janela or default).total_seconds()
 
-    @property
+    @cached_property
     def outage_after(self) -> float:
         return duracao(self.duracao or "10m").total_seconds()
 
-    @property
+    @cached_property
     def rearm(self) -> float:
         """The re-arm margin as a fraction of the threshold."""
         default = 0.5 if self.tipo in ("preco_acima", "preco_abaixo") else 10.0
@@ -221,7 +222,7 @@ class RegraAtiva(BaseModel):
     regra: Regra
     pausada: bool = False
 
-    @property
+    @cached_property
     def key(self) -> str:
         """The key of its stored state: its id and what it watches."""
         return f"{self.id}:{self.regra.fingerprint()}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -101,7 +102,7 @@ class AlertasStatus(_Modelo):
     ultimas_entregas: list[EntregaInfo]
 
 
-def present_alert(data: dict[str, Any], event_id: int | None, time: Any) -> dict[str, Any]:
+def present_alert(data: Mapping[str, Any], event_id: int | None, time: Any) -> dict[str, Any]:
     """Stored alert data (English keys, UTC seconds) as an :class:`Alerta` JSON dict."""
 
     def forecast(f: dict[str, Any] | None) -> PrevisaoAlerta | None:

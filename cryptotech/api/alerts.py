@@ -33,7 +33,7 @@ from cryptotech.alerts.schemas import (
     present_alert,
 )
 from cryptotech.alerts.service import dump_rule
-from cryptotech.api.errors import error_response, invalid, reject_unknown_query
+from cryptotech.api.errors import error_response, invalid, reject_repeated_query
 from cryptotech.api.present import Presenter
 from cryptotech.api.schemas import Erro
 from cryptotech.api.timefmt import INSTANT_PATTERN, parse_instant
@@ -59,14 +59,14 @@ def alerts_status(alerts: Any, presenter: Presenter) -> AlertasStatus:
 
 
 def _info(rule: RegraAtiva) -> RegraInfo:
-    return RegraInfo(id=rule.id, origem=rule.origin, pausada=rule.pausada,  # type: ignore[arg-type]
+    return RegraInfo(id=rule.id, origem=rule.origin, pausada=rule.pausada,
                      descricao=rule.regra.describe(), regra=rule.regra)
 
 
 def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
     coins = list(settings.coins)
     token = os.environ.get(TOKEN_ENV, "")
-    router = APIRouter(dependencies=[Depends(reject_unknown_query)], tags=["alertas"])
+    router = APIRouter(dependencies=[Depends(reject_repeated_query)], tags=["alertas"])
     errors: dict[int | str, dict[str, Any]] = {
               400: {"model": Erro, "description": "Corpo que não é JSON"},
               401: {"model": Erro, "description": "Sem o token, ou token errado"},

@@ -1,7 +1,8 @@
 """The app factory: one FastAPI app whose lifespan runs the engine.
 
 ``create_app(settings, source)`` builds the app: the REST routes (:mod:`.routes`), the SSE
-stream (:mod:`.stream`), the Portuguese error handlers (:mod:`.errors`) and, when
+stream (:mod:`.stream`), the Portuguese error handlers (:mod:`.errors`), the docs without
+CDN, gzip and cache headers (:mod:`.delivery`) and, when
 ``api.cors_origins`` lists any, a CORS allow-list for GET/HEAD. Its lifespan opens the
 store, builds the hub and the engine, starts the engine, publishes a ``status`` event every
 ``status_every`` seconds and watches for shutdown, both as tasks supervised by the engine
@@ -30,6 +31,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from sse_starlette.sse import AppStatus
@@ -37,7 +39,7 @@ from sse_starlette.sse import AppStatus
 from cryptotech import __version__
 from cryptotech.alerts.service import start_tasks as start_alert_tasks
 from cryptotech.api import alerts as alerts_api
-from cryptotech.api import errors, routes, stream
+from cryptotech.api import delivery, errors, routes, stream
 from cryptotech.api.cache import ForecastCache
 from cryptotech.api.present import Presenter
 from cryptotech.config import Settings
@@ -52,9 +54,11 @@ Extension = Callable[[FastAPI, Settings], None]
 
 DESCRIPTION = """Previsões de preço de criptomoedas que aprendem a cada novo preço.
 
-Cada moeda tem modelos online (River) que preveem o preço daqui a um horizonte (padrão 1 h),
-com intervalo de previsão, e são comparados o tempo todo com a persistência ("o preço fica
-igual"). Todos os horários estão no fuso configurado, em ISO-8601 com deslocamento.
+Cada moeda tem modelos online (River) que preveem a distribuição do preço em vários horizontes
+(`?horizonte=`, padrão o primeiro configurado): quantis, uma faixa provável, a chance de subir e
+a volatilidade prevista. Tudo é comparado o tempo todo com a persistência ("o preço fica
+igual") e com uma faixa EWMA-Gaussiana de referência. Todos os horários estão no fuso
+configurado, em ISO-8601 com deslocamento.
 
 * [Página inicial](/) · [Status](/status) · [Moedas](/moedas) · [ReDoc](/redoc)
 * `GET /stream`: eventos ao vivo (Server-Sent Events).
@@ -113,8 +117,11 @@ def create_app(settings: Settings, source: PriceSource | None = None, *,
             {"name": "serviço", "description": "Status e moedas configuradas"},
         ],
         swagger_ui_parameters={"defaultModelsExpandDepth": 0, "tryItOutEnabled": True},
+        docs_url=None, redoc_url=None,  # served from this server: delivery.install_docs
     )
     errors.install(app, coins)
+    delivery.install_docs(app)
+    delivery.install_delivery(app)
     if settings.api.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -140,15 +147,16 @@ def _document_event_models(app: FastAPI) -> None:
               schemas.Reset, schemas.Aviso, alerts_api.Alerta)
     default = app.openapi
 
-    def openapi() -> dict:
-        if app.openapi_schema is None:
+    def openapi() -> dict[str, Any]:
+        schema = app.openapi_schema
+        if schema is None:
             schema = default()
             _, defs = models_json_schema([(m, "serialization") for m in models],
                                          ref_template="#/components/schemas/{model}")
             known = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, model_schema in defs.get("$defs", {}).items():
                 known.setdefault(name, model_schema)
-        return app.openapi_schema or {}
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -1,4 +1,4 @@
-"""The answer of ``/prever/{moeda}``, kept per coin until the coin's forecast or metrics change.
+"""The answer of ``/prever/{moeda}`` (per horizon), kept per coin until the coin's forecast or metrics change.
 
 ``/prever`` is the endpoint people poll. Its answer changes only when the engine publishes a
 new forecast (``previsao``), settles one (``resultado``) or updates the metrics
@@ -28,19 +28,20 @@ class ForecastCache:
     """Encoded ``/prever`` bodies per coin (event-loop thread only)."""
 
     def __init__(self) -> None:
-        self._bodies: dict[str, bytes] = {}
+        self._bodies: dict[str, dict[str, bytes]] = {}  # coin -> horizon -> body
         self._versions: dict[str, int] = {}
 
     def version(self, coin: str) -> int:
         return self._versions.get(coin, 0)
 
-    def get(self, coin: str) -> bytes | None:
-        return self._bodies.get(coin)
+    def get(self, coin: str, horizon: str = "") -> bytes | None:
+        return self._bodies.get(coin, {}).get(horizon)
 
-    def put(self, coin: str, version: int, body: bytes) -> None:
-        """Keep ``body`` if nothing about ``coin`` changed since :meth:`version` was read."""
+    def put(self, coin: str, version: int, body: bytes, horizon: str = "") -> None:
+        """Keep ``body`` (of one horizon) if nothing about ``coin`` changed since
+        :meth:`version` was read."""
         if self._versions.get(coin, 0) == version:
-            self._bodies[coin] = body
+            self._bodies.setdefault(coin, {})[horizon] = body
 
     def changed(self, event: Event) -> None:
         if event.kind in CHANGES and event.coin is not None:

@@ -2,8 +2,10 @@
 
 Every error body is an :class:`~cryptotech.api.schemas.Erro` (``{"detalhe": ...}``), never a
 stack trace. FastAPI's own validation handler is replaced so that its English messages become
-Portuguese ones; an unknown coin in the path is a 404, not a 422. :func:`reject_unknown_query`
-makes a misspelt query parameter (``?inico=``) an error instead of being silently ignored.
+Portuguese ones; an unknown coin in the path is a 404, not a 422. Unknown query
+parameters are ignored, as common APIs do (a browser's cache-buster ``?_=123`` must not break
+a call); the known ones are validated, and :func:`reject_repeated_query` refuses one given
+twice. What a user sent is echoed at most :data:`ECHO_MAX` characters long (:func:`short`).
 """
 
 from __future__ import annotations
@@ -44,11 +46,29 @@ _MESSAGES = {
 }
 
 
+#: At most this many characters of what the user sent are echoed in an error message.
+ECHO_MAX = 32
+
+
+def short(text: Any, limit: int = ECHO_MAX) -> str:
+    """``text`` for an error message: at most ``limit`` characters, then "…".
+
+    >>> short("a" * 100_000)
+    'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa…'
+    >>> short("btc")
+    'btc'
+    """
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def message_pt(error: dict[str, Any]) -> str:
     """One pydantic error as a Portuguese phrase.
 
     >>> message_pt({"type": "less_than_equal", "ctx": {"le": 10000}})
     'deve ser menor ou igual a 10000'
+    >>> message_pt({"type": "enum", "ctx": {"expected": "'15m', '1h' or '4h'"}})
+    "valor inválido; aceitos: '15m', '1h' ou '4h'"
     >>> message_pt({"type": "value_error", "msg": "Value error, data inválida", "ctx": {}})
     'data inválida'
     """
@@ -61,6 +81,8 @@ def message_pt(error: dict[str, Any]) -> str:
     template = _MESSAGES.get(kind)
     if template is None:
         return "valor inválido"
+    if isinstance(ctx.get("expected"), str):  # "'15m', '1h' or '4h'"
+        ctx = {**ctx, "expected": ctx["expected"].replace(" or ", " ou ")}
     try:
         return template.format(**ctx)
     except (KeyError, IndexError):
@@ -87,7 +109,8 @@ def install(app: FastAPI, coins: Sequence[str]) -> None:
     """Register the Portuguese handlers on ``app``."""
     available = ", ".join(coins)
 
-    async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
         items = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ())]
@@ -95,19 +118,20 @@ def install(app: FastAPI, coins: Sequence[str]) -> None:
             name = ".".join(loc[1:]) or where
             if where == "path" and name == "moeda":
                 wanted = request.path_params.get("moeda", err.get("input"))
-                hint = " (use minúsculas)" if str(wanted).lower() in coins else ""
                 return error_response(
-                    404, f"moeda '{wanted}' não encontrada{hint}; moedas disponíveis: {available}")
+                    404, f"moeda '{short(wanted)}' não encontrada; moedas disponíveis: "
+                         f"{available}")
             items.append({"parametro": name, "local": where
                           if where in ("path", "query", "header", "body", "cookie") else "query",
                           "mensagem": message_pt(err)})
         detail = "; ".join(f"{i['parametro']}: {i['mensagem']}" for i in items)
         return error_response(422, f"parâmetro inválido: {detail}", errors=items)
 
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
-            detail = (f"caminho não encontrado: {request.url.path}; veja a página inicial (/) "
-                      "ou a documentação (/docs)")
+            detail = (f"caminho não encontrado: {short(request.url.path)}; veja a página "
+                      "inicial (/) ou a documentação (/docs)")
         elif exc.status_code == 400:  # a request body that is not JSON (FastAPI's words)
             detail = "corpo da requisição ilegível: envie um objeto JSON em UTF-8"
         elif exc.status_code == 405:
@@ -118,7 +142,7 @@ def install(app: FastAPI, coins: Sequence[str]) -> None:
             detail = f"erro HTTP {exc.status_code}"
         return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
-    async def store_error(request: Request, exc: CryptoTechError) -> JSONResponse:
+    async def store_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s: %s", request.method, request.url.path, exc)
         return error_response(503, "banco de dados indisponível no momento; tente novamente "
                               "em alguns segundos", headers={"Retry-After": "5"})
@@ -172,21 +196,21 @@ def _query_names(dependant: Dependant) -> Iterable[str]:
         yield from _query_names(sub)
 
 
-async def reject_unknown_query(request: Request) -> None:
-    """Dependency: 422 for a query parameter the route does not declare, or one given twice."""
+async def reject_repeated_query(request: Request) -> None:
+    """Dependency: 422 for a known query parameter given twice (which one would count?).
+
+    Unknown parameters are ignored (``?_=123``, tracking tags), never refused.
+    """
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    allowed = getattr(route, "_query_names", None)
-    if allowed is None:
-        allowed = frozenset(_query_names(dependant))
-        route._query_names = allowed
+    known = getattr(route, "_query_names", None)
+    if known is None:
+        known = frozenset(_query_names(dependant))
+        route._query_names = known  # type: ignore[union-attr]
     seen: set[str] = set()
     for name, _ in request.query_params.multi_items():
-        if name not in allowed:
-            accepted = ", ".join(sorted(allowed)) or "nenhum"
-            raise invalid("query", name, f"parâmetro desconhecido; aceitos aqui: {accepted}")
-        if name in seen:
+        if name in known and name in seen:
             raise invalid("query", name, "informado mais de uma vez")
         seen.add(name)

@@ -11,32 +11,109 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from cryptotech.alerts.schemas import present_alert
 from cryptotech.api import schemas as s
 from cryptotech.api.timefmt import local
 from cryptotech.config import Settings, format_duration
-from cryptotech.learning.learner import PUBLISHED
+from cryptotech.domain import QUANTILE_LEVELS
+from cryptotech.learning.learner import EWMA, PUBLISHED, move_probabilities
 from cryptotech.learning.models import PERSISTENCE
 
 _METRIC_NAMES = {
     "n": "resultados", "mae": "mae", "rmse": "rmse", "mape": "mape", "r2": "r2",
     "skill": "skill_vs_persistencia", "direction_hit_rate": "acerto_direcao",
     "coverage": "cobertura", "mean_width_bps": "largura_media_bps",
-    "interval_score_skill": "skill_escore_intervalo", "pinball_skill": "skill_pinball",
-    "brier_skill": "skill_brier", "quantile_coverage": "cobertura_quantis",
+    "interval_score": "escore_intervalo_bps", "interval_score_skill": "skill_escore_intervalo",
+    "pinball": "pinball_medio_bps", "pinball_skill": "skill_pinball", "brier": "brier",
+    "brier_skill": "skill_brier", "vol_loglik": "logverossimilhanca_vol",
+    "quantile_coverage": "cobertura_quantis",
 }
-_QUANTILE_COLUMNS = ("q05", "q10", "q25", "q50", "q75", "q90", "q95")
+
+
+#: The engine's and the source's reason codes (English, in logs) as the API shows them.
+REASONS_PT = {
+    "warming_up": "aquecendo", "duplicate": "duplicado", "out_of_order": "fora_de_ordem",
+    "invalid_price": "preco_invalido", "unlabelled_gap": "lacuna_sem_preco_real",
+    "pending_dropped": "pendente_descartada", "unknown_coin": "moeda_desconhecida",
+    "already_stored": "ja_guardado", "nan": "nao_e_numero", "infinite": "infinito",
+    "non_positive": "nao_positivo", "non_numeric": "nao_numerico",
+    "missing_price": "sem_preco", "missing_coin": "moeda_ausente",
+    "absurd_jump": "salto_absurdo", "bad_timestamp": "horario_invalido",
+    "malformed": "resposta_malformada",
+}
+
+#: The source's states (codes in ``estado``) in words, for sentences.
+SOURCE_STATES_PT = {
+    "starting": "iniciando", "live": "ao vivo", "stale": "sem preços novos",
+    "unreachable": "inacessível", "rate_limited": "limite de consultas atingido",
+    "auth_error": "chave da API recusada", "budget_exhausted": "créditos do mês esgotados",
+}
+
+
+def reasons_pt(counts: Mapping[str, Any] | None) -> dict[str, int]:
+    """Reason counters with Portuguese keys (an unknown code is kept as it is).
+
+    >>> reasons_pt({"warming_up": 2, "duplicate": 1, "novo": 3})
+    {'aquecendo': 2, 'duplicado': 1, 'novo': 3}
+    """
+    out: dict[str, int] = {}
+    for key, value in (counts or {}).items():
+        name = REASONS_PT.get(str(key), str(key))
+        out[name] = out.get(name, 0) + int(value)
+    return out
+
+
+def source_state_pt(state: str | None) -> str:
+    """A source state in words.
+
+    >>> source_state_pt("starting"), source_state_pt("novo")
+    ('iniciando', 'novo')
+    """
+    return SOURCE_STATES_PT.get(state or "", state or "desconhecido")
+
+
+#: What a ``metricas`` SSE event leaves out: the static explanation (shown once on the
+#: page), and in ``por_horizonte`` the candidates and persistence (``GET /metricas`` has them;
+#: the point skill against persistence is in ``publicado``).
+SSE_METRICS_EXCLUDE: Any = {"explicacao": True,
+                           "por_horizonte": {"__all__": {"candidatos", "persistencia"}}}
+
+
+def _qkey(tau: float) -> str:
+    """``q05`` for 0.05: the name of a quantile column and key.
+
+    >>> _qkey(0.05), _qkey(0.5)
+    ('q05', 'q50')
+    """
+    return f"q{round(tau * 100):02d}"
 
 
 def _quantiles(row: Mapping[str, Any]) -> dict[str, float | None] | None:
-    """The quantiles of event data (a list) or of a stored row (``q05``..``q95``), by key."""
+    """The quantiles of a stored row (``q05``..``q95`` columns) or of event data (a list at
+    :data:`QUANTILE_LEVELS`); ``None`` when the forecast has none."""
     values = row.get("quantiles")
     if values:
-        return dict(zip(_QUANTILE_COLUMNS, values, strict=True))
-    out = {q: row.get(q) for q in _QUANTILE_COLUMNS}
+        if len(values) != len(QUANTILE_LEVELS):
+            return None
+        return {_qkey(tau): v for tau, v in zip(QUANTILE_LEVELS, values, strict=True)}
+    out = {_qkey(tau): row.get(_qkey(tau)) for tau in QUANTILE_LEVELS}
     return out if any(v is not None for v in out.values()) else None
+
+
+def _price(value: float | None) -> str:
+    """A price the Brazilian way, with the digits it has (up to 10 significant).
+
+    >>> _price(104250.5), _price(0.1691234), _price(None)
+    ('104.250,5', '0,1691234', '?')
+    """
+    if value is None:
+        return "?"
+    text = f"{value:,.10g}" if abs(value) >= 1000 else f"{value:.10g}"
+    if "e" in text:
+        text = f"{value:.10f}".rstrip("0")
+    return text.replace(",", "_").replace(".", ",").replace("_", ".")
 
 
 def _br(value: float, digits: int = 1) -> str:
@@ -62,8 +139,17 @@ class Presenter:
         self.zone = settings.zone
         self.horizon_s = int(settings.model.horizon.total_seconds())
         self.horizon = format_duration(settings.model.horizon)
+        self.horizons = settings.model.horizon_labels
+        self.horizon_seconds = {label: int(td.total_seconds()) for label, td in
+                                zip(self.horizons, settings.model.horizons, strict=True)}
+        self.thresholds = list(settings.model.move_thresholds)
         self.level = settings.model.interval_level
         self.window = settings.model.metrics_window
+
+    @overload
+    def time(self, epoch: float) -> datetime: ...
+    @overload
+    def time(self, epoch: float | None) -> datetime | None: ...
 
     def time(self, epoch: float | None) -> datetime | None:
         return local(epoch, self.zone)
@@ -83,7 +169,7 @@ class Presenter:
         covered = row.get("covered")
         error = row.get("error")
         return s.Previsao(
-            id=row.get("id") or row.get("prediction_id") or pid,
+            id=int(row.get("id") or row.get("prediction_id") or pid or 0),
             moeda=row["coin"],
             feita_em=self.time(row["made_at"]),
             alvo_em=self.time(row["target_at"]),
@@ -105,25 +191,68 @@ class Presenter:
         )
 
     def current(self, row: Mapping[str, Any], metrics: Mapping[str, dict]) -> s.PrevisaoAtual:
-        """``/prever``: the latest stored prediction with the learner's metrics as context."""
-        base = self.prediction(row).model_dump()
-        base["horizonte"] = base["horizonte"] or self.horizon
+        """``/prever``: the latest stored prediction of one horizon (the row's) with its
+        predictive distribution and the learner's metrics of that horizon as context."""
+        base = self.prediction(row)
+        horizon = base.horizonte or self.horizon
+        seconds = self.horizon_seconds.get(horizon) or int(row["target_at"] - row["made_at"])
         return s.PrevisaoAtual(
-            **base,
-            horizonte_segundos=self.horizon_s,
+            **{**base.model_dump(), "horizonte": horizon},
+            horizonte_segundos=seconds,
+            horizontes_disponiveis=self.horizons,
             nivel_intervalo=self.level,
             moeda_cotacao=self.settings.vs_currency,
-            contexto=self.context(metrics),
+            distribuicao=self.distribution(base, horizon, metrics, row.get("p_move")),
+            contexto=self.context(metrics, horizon),
         )
 
-    def context(self, metrics: Mapping[str, dict]) -> s.Contexto:
+    def distribution(self, p: s.Previsao, horizon: str, metrics: Mapping[str, dict],
+                     p_move: Any = None) -> s.Distribuicao:
+        """The forecast as a distribution, in words too; the middle of the range said honestly.
+
+        ``p_move``: the forecast's own ``(threshold, probability)`` pairs (event data, or the
+        learner's last forecast); a stored row has none, so they are computed from its
+        volatility as the learner does (:func:`move_probabilities`)."""
+        quantiles = p.quantis or {}
+        vol = p.volatilidade_prevista
+        if not p_move and vol is not None and vol > 0:
+            p_move = move_probabilities(vol, self.thresholds)
+        moves = [s.ProbMovimento(limiar=x, probabilidade=prob) for x, prob in p_move or ()]
+        level = _br(self.level * 100, 0)
+        cur = self.settings.vs_currency.upper()
+        summary = (f"Faixa provável em {horizon}: {_price(p.limite_inferior)} a "
+                   f"{_price(p.limite_superior)} {cur} ({level}%)")
+        if p.prob_subir is not None:
+            summary += f"; chance de subir: {_br(p.prob_subir * 100, 0)}%"
+        if vol is not None:
+            summary += f"; volatilidade prevista: {_br(vol * 100)}%"
+        summary += "."
+        skill = metrics.get(PUBLISHED, {}).get("skill")
+        if p.modelo == PERSISTENCE:
+            note = ("O meio da faixa é 'sem mudança' (o preço atual): neste horizonte nenhum "
+                    "modelo superou a persistência ('o preço fica igual') até agora; o que a "
+                    "previsão traz de útil é a largura da faixa e as probabilidades.")
+        else:
+            versus = ("" if skill is None
+                      else f" (errou {_br(skill * 100)}% menos nos últimos resultados)")
+            note = (f"O meio da faixa vem do modelo {p.modelo}, publicado porque tem errado "
+                    f"menos que a persistência{versus}; a diferença costuma ser pequena.")
+        return s.Distribuicao(
+            quantis=[s.Quantil(nivel=tau, preco=quantiles.get(_qkey(tau)))
+                     for tau in QUANTILE_LEVELS if _qkey(tau) in quantiles],
+            intervalo=s.Intervalo(nivel=self.level, inferior=p.limite_inferior,
+                                  superior=p.limite_superior),
+            prob_subir=p.prob_subir, volatilidade_prevista=vol, prob_movimento=moves,
+            resumo=summary, nota=note)
+
+    def context(self, metrics: Mapping[str, dict], horizon: str | None = None) -> s.Contexto:
         pub = metrics.get(PUBLISHED, {})
         base = metrics.get(PERSISTENCE, {})
         n = int(pub.get("n") or 0)
         skill, coverage = pub.get("skill"), pub.get("coverage")
         level = _br(self.level * 100, 0)
         if n == 0:
-            summary = (f"Ainda não há resultados: cada previsão é conferida {self.horizon} depois "
+            summary = (f"Ainda não há resultados: cada previsão é conferida {horizon or self.horizon} depois "
                        "de feita. Até lá, não se sabe se ela erra menos que a persistência "
                        "('o preço fica igual').")
         else:
@@ -151,29 +280,76 @@ class Presenter:
     def _metric(values: Mapping[str, Any]) -> s.Metricas:
         out = {pt: values.get(en) for en, pt in _METRIC_NAMES.items()}
         out["resultados"] = int(out["resultados"] or 0)
-        return s.Metricas(**out)
+        if out["mape"] is not None:  # River gives it in %; every rate here is a fraction
+            out["mape"] = out["mape"] / 100.0
+        return s.Metricas.model_validate(out)
 
-    def metrics(self, coin: str, model_in_use: str, metrics: Mapping[str, dict]) -> s.MetricasMoeda:
-        """The learner's ``metrics()`` (or an engine ``metricas`` event) in Portuguese."""
+    def _horizon_metrics(self, horizon: str, model_in_use: str,
+                         metrics: Mapping[str, dict]) -> s.MetricasHorizonte:
         empty: dict[str, Any] = {}
+        return s.MetricasHorizonte(
+            horizonte=horizon, modelo_em_uso=model_in_use,
+            publicado=self._metric(metrics.get(PUBLISHED, empty)),
+            persistencia=self._metric(metrics.get(PERSISTENCE, empty)),
+            ewma=self._metric(metrics[EWMA]) if EWMA in metrics else None,
+            candidatos={name: self._metric(v) for name, v in metrics.items()
+                        if name not in (PUBLISHED, PERSISTENCE, EWMA)})
+
+    def metrics(self, coin: str, model_in_use: str, metrics: Mapping[str, dict],
+                horizon: str | None = None,
+                by_horizon: Mapping[str, Mapping[str, Any]] | None = None) -> s.MetricasMoeda:
+        """The learner's metrics of one horizon (``None``: the first configured) in
+        Portuguese, with every horizon's (``by_horizon``: ``{label: {"model_in_use",
+        "metrics"}}``, as :meth:`Engine.metrics_payload` gives them) when known."""
+        horizon = horizon or self.horizon
+        first = self._horizon_metrics(horizon, model_in_use, metrics)
+        per = None
+        if by_horizon is not None:
+            per = {label: self._horizon_metrics(label, v["model_in_use"], v["metrics"])
+                   for label, v in by_horizon.items()}
         return s.MetricasMoeda(
             moeda=coin,
             modelo_em_uso=model_in_use,
-            horizonte=self.horizon,
+            horizonte=horizon,
             nivel_intervalo=self.level,
             janela=self.window,
-            publicado=self._metric(metrics.get(PUBLISHED, empty)),
-            persistencia=self._metric(metrics.get(PERSISTENCE, empty)),
-            candidatos={name: self._metric(v) for name, v in metrics.items()
-                        if name not in (PUBLISHED, PERSISTENCE)},
-            explicacao=(
-                "Métricas dos últimos resultados (janela móvel), em unidades de preço. "
-                "skill_vs_persistencia = 1 - MAE/MAE_persistência: acima de 0 errou menos que "
-                "'o preço fica igual', abaixo de 0 errou mais. Um candidato só é publicado "
-                "quando erra menos que a persistência; senão a previsão publicada é a própria "
-                f"persistência. cobertura: fração dos preços reais dentro do intervalo de "
-                f"{_br(self.level * 100, 0)}%."
-            ),
+            publicado=first.publicado,
+            persistencia=first.persistencia,
+            candidatos=first.candidatos or {},
+            ewma=first.ewma,
+            horizontes_disponiveis=self.horizons,
+            por_horizonte=per,
+            explicacao=self.explanation(),
+        )
+
+    def explanation(self) -> str:
+        """What each metric means, in plain Portuguese (``GET /metricas`` only: the SSE
+        ``metricas`` events leave it out, the dashboard shows it once on the page)."""
+        return (
+            f"Métricas dos últimos {self.window} resultados (janela móvel); cada previsão é "
+            f"conferida {self.horizon} depois de feita. mae (erro absoluto médio) e rmse "
+            "(raiz do erro quadrático médio) estão em unidades de preço "
+            f"({self.settings.vs_currency.upper()}): quanto menor, melhor. "
+            "skill_vs_persistencia (habilidade contra a persistência) = 1 - MAE/MAE da "
+            "persistência, uma fração: acima de 0 errou menos que 'o preço fica igual', "
+            "abaixo de 0 errou mais (0,01 = 1% menos erro). Um candidato só é publicado quando "
+            "erra menos que a persistência; senão a previsão publicada é a própria "
+            "persistência. mape, acerto_direcao e cobertura são frações (0,9 = 90%): mape é o "
+            "erro percentual absoluto médio; acerto_direcao, a fração de vezes em que a "
+            "direção (sobe/desce) foi acertada; cobertura, a fração dos preços reais dentro "
+            f"do intervalo de {_br(self.level * 100, 0)}%. largura_media_bps é a largura média "
+            "do intervalo em pontos-base (bps: 100 bps = 1% do preço). r2 (R², coeficiente de "
+            "determinação): 1 é perfeito, 0 é tão bom quanto prever a média, negativo é pior. "
+            "A distribuição prevista (quantis, faixa, chance de subir, volatilidade) é "
+            "comparada com a referência ewma (faixa Gaussiana com a volatilidade EWMA em "
+            "torno do preço atual, chance de subir sempre 50%) por escores próprios, em que "
+            "menor é melhor: escore_intervalo_bps (largura da faixa mais multa quando o preço "
+            "sai dela, em pontos-base), pinball_medio_bps (erro de todos os quantis, em "
+            "pontos-base) e brier (erro da chance de subir; 0,25 é o de quem diz sempre 50%); "
+            "logverossimilhanca_vol, maior é melhor, diz se a volatilidade prevista acertou o "
+            "tamanho dos movimentos. Cada skill_* = 1 - escore/escore da referência: acima de 0 "
+            "é melhor que ela. cobertura_quantis: a fração dos preços reais abaixo de cada "
+            "quantil (bem calibrado quando q05 ≈ 0,05 e q95 ≈ 0,95)."
         )
 
     # -- SSE payloads ------------------------------------------------------------------------
@@ -193,10 +369,12 @@ class Presenter:
             model = self.prediction(data, event_id)
         elif kind == "resultado":
             model = self.prediction(data)
-        elif kind == "metricas":
-            model = self.metrics(data["coin"], data["model_in_use"], data["metrics"])
+        elif kind == "metricas":  # the explanation is static: on the page, not in each event
+            model = self.metrics(data["coin"], data["model_in_use"], data["metrics"],
+                                 data.get("horizon"), data.get("by_horizon"))
+            return model.model_dump(mode="json", exclude=SSE_METRICS_EXCLUDE)
         elif kind == "alerta":  # cryptotech.alerts
-            return present_alert(data, event_id, self.time)
+            return present_alert(dict(data), event_id, self.time)
         else:  # already in the API's shape (status, reset, adeus, removido)
             return dict(data)
         return model.model_dump(mode="json")
@@ -218,7 +396,7 @@ class Presenter:
                                  for c, v in (src.get("last_tick_at") or {}).items()},
                 consultas=int(src.get("polls") or 0),
                 erros=int(src.get("errors") or 0),
-                rejeitados={str(k): int(v) for k, v in (src.get("rejected") or {}).items()},
+                rejeitados=reasons_pt(src.get("rejected")),
                 duplicados=int(src.get("duplicates") or 0),
                 creditos_usados_mes=int(src.get("credits_used_month") or 0),
                 orcamento_creditos=int(src.get("credit_budget") or 0),
@@ -230,7 +408,7 @@ class Presenter:
                 modelo_em_uso=c.get("model_in_use") or PERSISTENCE,
                 precos_vistos=int(c.get("ticks_seen") or 0),
                 rotulos_pendentes=int(c.get("pending_labels") or 0),
-                ignorados={str(k): int(v) for k, v in (c.get("ignored") or {}).items()},
+                ignorados=reasons_pt(c.get("ignored")),
                 recuperacao=c.get("recovery"),
                 sem_dados=c.get("no_data"),
             )
@@ -244,13 +422,13 @@ class Presenter:
             agora=self.time(time.time()),
             versao=raw["version"],
             versao_river=raw["river_version"],
-            iniciado_em=self.time_iso(raw["started_at"]),
+            iniciado_em=datetime.fromisoformat(raw["started_at"]).astimezone(self.zone),
             fuso_horario=self.settings.timezone,
             horizonte=self.horizon,
             fonte=fonte,
             moedas=coins,
             ticks_processados=int(raw.get("ticks_processed") or 0),
-            ignorados={str(k): int(v) for k, v in (raw.get("ignored") or {}).items()},
+            ignorados=reasons_pt(raw.get("ignored")),
             erros_banco=int(raw.get("store_errors") or 0),
             assinantes=int(raw.get("subscribers") or 0),
             assinantes_max=max_subscribers,

@@ -18,23 +18,52 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from cryptotech.alerts.schemas import AlertasStatus
 
+#: Significant digits a number keeps when presented: more than any price CoinGecko gives
+#: (BTC 104238.52, DOGE 0.1691234), fewer than float noise (104238.49999999993).
+SIGNIFICANT_DIGITS = 10
+
 
 def finite_or_none(value: float | None) -> float | None:
-    """``value`` if it is a finite number, else ``None``.
+    """``value`` if it is a finite number, rounded to :data:`SIGNIFICANT_DIGITS` significant
+    digits (not decimals: small coins keep theirs), else ``None``.
 
     >>> finite_or_none(1.5), finite_or_none(float("nan")), finite_or_none(float("inf"))
     (1.5, None, None)
+    >>> finite_or_none(104238.49999999993), finite_or_none(0.000012345678912345)
+    (104238.5, 1.234567891e-05)
+    """
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+#: A number that is ``null`` when unknown or not finite, without float noise.
+Numero = Annotated[float | None, AfterValidator(finite_or_none)]
+
+
+def finite_only(value: float | None) -> float | None:
+    """``value`` as the source gave it if finite, else ``None`` (no rounding: a price from the
+    source is at the source's own precision).
+
+    >>> finite_only(104238.51), finite_only(float("nan"))
+    (104238.51, None)
     """
     if value is None or not math.isfinite(value):
         return None
     return float(value)
 
 
-#: A number that is ``null`` when unknown or not finite.
-Numero = Annotated[float | None, AfterValidator(finite_or_none)]
+#: A number from the source (a price, a volume): kept as received, ``null`` if not finite.
+DaFonte = Annotated[float | None, AfterValidator(finite_only)]
 
 EXEMPLO_FEITA = "2025-01-31T14:30:00-03:00"
 EXEMPLO_ALVO = "2025-01-31T15:30:00-03:00"
+EXEMPLO_QUANTIS = {"q05": 102260.1, "q10": 102710.4, "q25": 103470.9, "q50": 104250.5,
+                   "q75": 105036.0, "q90": 105808.1, "q95": 106276.3}
+
+SKILL = ("Habilidade contra a persistência ('o preço fica igual'): 1 - MAE/MAE da "
+         "persistência, uma fração. Acima de 0 errou menos que a persistência (0,012 = 1,2% "
+         "menos erro), abaixo de 0 errou mais; null sem resultados")
 
 
 class _Modelo(BaseModel):
@@ -96,7 +125,7 @@ class Previsao(_Modelo):
                                examples=[EXEMPLO_FEITA])
     alvo_em: datetime = Field(description="Horário previsto (feita_em + horizonte)",
                               examples=[EXEMPLO_ALVO])
-    preco_atual: Numero = Field(description="Preço quando a previsão foi feita",
+    preco_atual: DaFonte = Field(description="Preço quando a previsão foi feita",
                                 examples=[104250.5])
     previsao: Numero = Field(description="Preço previsto para alvo_em", examples=[104310.2])
     limite_inferior: Numero = Field(description="Limite inferior do intervalo de previsão",
@@ -120,13 +149,12 @@ class Previsao(_Modelo):
     dentro_do_intervalo: bool | None = Field(
         None, description="Se o preço real caiu dentro do intervalo", examples=[True]
     )
-    # the names and shapes of branch h-api (issue 10's API), so either presenter serves the page
     horizonte: str | None = Field(None, description="Horizonte da previsão (alvo_em - feita_em)",
                                   examples=["1h"])
     quantis: dict[str, Numero] | None = Field(
         None, description="Preços nos quantis da distribuição prevista: q05 = há 5% de chance "
         "de o preço em alvo_em ficar abaixo dele, q50 = a mediana, q95 = 95%",
-        examples=[{"q05": 103100.0, "q50": 104250.5, "q95": 105400.0}])
+        examples=[EXEMPLO_QUANTIS])
     prob_subir: Numero = Field(None, description="Probabilidade prevista de o preço em alvo_em "
                                "ficar acima de preco_atual (fração: 0,5 = 50%)", examples=[0.5])
     volatilidade_prevista: Numero = Field(
@@ -139,16 +167,13 @@ class Contexto(_Modelo):
 
     resultados: int = Field(ge=0, description="Previsões já conferidas com o preço real "
                             "(na janela das métricas)", examples=[812])
-    skill_vs_persistencia: Numero = Field(
-        description="1 - MAE/MAE_persistência: > 0 melhor que 'o preço fica igual', "
-        "< 0 pior; null sem resultados", examples=[0.012]
-    )
-    mae: Numero = Field(description="Erro absoluto médio da previsão publicada",
-                        examples=[310.4])
-    mae_persistencia: Numero = Field(description="Erro absoluto médio de 'o preço fica igual'",
-                                     examples=[314.2])
-    cobertura: Numero = Field(description="Fração dos preços reais dentro do intervalo",
-                              examples=[0.893])
+    skill_vs_persistencia: Numero = Field(description=SKILL, examples=[0.012])
+    mae: Numero = Field(description="MAE (erro absoluto médio) da previsão publicada, em "
+                        "unidades de preço", examples=[310.4])
+    mae_persistencia: Numero = Field(description="MAE de 'o preço fica igual', em unidades "
+                                     "de preço", examples=[314.2])
+    cobertura: Numero = Field(description="Fração dos preços reais dentro do intervalo "
+                              "(0,893 = 89,3%)", examples=[0.893])
     nivel_intervalo: float = Field(description="Cobertura pretendida do intervalo",
                                    examples=[0.9])
     resumo: str = Field(examples=[
@@ -157,29 +182,93 @@ class Contexto(_Modelo):
     ])
 
 
+class Quantil(_Modelo):
+    """Um quantil da distribuição prevista do preço em `alvo_em`."""
+
+    nivel: float = Field(description="Probabilidade de o preço ficar abaixo (0,05 = 5%)",
+                         examples=[0.05])
+    preco: Numero = Field(examples=[102260.1])
+
+
+class Intervalo(_Modelo):
+    """A faixa provável do preço em `alvo_em`, no nível configurado."""
+
+    nivel: float = Field(description="Chance pretendida de o preço cair dentro (0,9 = 90%)",
+                         examples=[0.9])
+    inferior: Numero = Field(examples=[102260.1])
+    superior: Numero = Field(examples=[106276.3])
+
+
+class ProbMovimento(_Modelo):
+    """Chance de um movimento maior que ±limiar até `alvo_em`."""
+
+    limiar: float = Field(description="Tamanho do movimento, como fração do preço atual "
+                          "(0,02 = 2%)", examples=[0.02])
+    probabilidade: Numero = Field(description="Chance de o preço em alvo_em estar mais de "
+                                  "limiar acima OU abaixo do preço atual (fração)",
+                                  examples=[0.12])
+
+
+class Distribuicao(_Modelo):
+    """A distribuição prevista do preço em `alvo_em`: faixas e probabilidades."""
+
+    quantis: list[Quantil] = Field(description="Quantis de 5% a 95%")
+    intervalo: Intervalo
+    prob_subir: Numero = Field(description="Chance de o preço em alvo_em ficar acima do "
+                               "preço atual (fração)", examples=[0.5])
+    volatilidade_prevista: Numero = Field(
+        description="Desvio padrão previsto do retorno logarítmico no horizonte, como fração "
+        "(0,012 = 1,2%)", examples=[0.012])
+    prob_movimento: list[ProbMovimento] = Field(
+        description="Para cada limiar configurado, a chance de um movimento maior que ele")
+    resumo: str = Field(examples=[
+        "Faixa provável em 1h: 102.260,1 a 106.276,3 USD (90%); chance de subir: 50%; "
+        "volatilidade prevista: 1,2%."])
+    nota: str = Field(description="Como ler o meio da faixa, honestamente", examples=[
+        "O meio da faixa é 'sem mudança' (o preço atual): neste horizonte nenhum modelo "
+        "superou a persistência até agora; o que a previsão traz de útil é a largura da faixa "
+        "e as probabilidades."])
+
+
 class PrevisaoAtual(Previsao):
-    """`/prever/{moeda}`: a previsão mais recente, com o contexto honesto."""
+    """`/prever/{moeda}`: a previsão mais recente, com a distribuição e o contexto honesto."""
 
     horizonte: str = Field(examples=["1h"])
     horizonte_segundos: int = Field(ge=1, examples=[3600])
+    horizontes_disponiveis: list[str] = Field(
+        description="Horizontes configurados (passe um em ?horizonte=)",
+        examples=[["15m", "1h", "4h", "24h"]])
     nivel_intervalo: float = Field(examples=[0.9])
     moeda_cotacao: str = Field(examples=["usd"])
+    distribuicao: Distribuicao
     contexto: Contexto
 
 
+#: The order of ``/previsoes``: ``asc`` oldest first, ``desc`` newest first.
+Ordem = Literal["asc", "desc"]
+
+
 class PaginaPrevisoes(_Modelo):
-    """`/previsoes/{moeda}`: uma página do histórico, da mais antiga para a mais nova."""
+    """`/previsoes/{moeda}`: uma página do histórico, da mais antiga para a mais nova (ou da
+    mais nova para a mais antiga, com `ordem=desc`)."""
 
     moeda: str = Field(examples=["btc"])
     inicio: datetime | None = Field(examples=[EXEMPLO_FEITA])
     fim: datetime | None = Field(examples=[EXEMPLO_ALVO])
     fuso_horario: str = Field(examples=["America/Sao_Paulo"])
+    horizonte: str | None = Field(None, description="O horizonte das previsões da página",
+                                  examples=["1h"])
+    ordem: Ordem = Field(examples=["asc"])
     limite: int = Field(ge=1, examples=[1000])
     quantidade: int = Field(ge=0, examples=[2])
     itens: list[Previsao]
     proximo_apos_id: int | None = Field(
-        description="Passe como apos_id para a próxima página; null se esta é a última",
-        examples=[4822],
+        description="Passe como apos_id para a próxima página (ordem=asc); null se esta é a "
+        "última", examples=[4822],
+    )
+    proximo_antes_id: int | None = Field(
+        None, description="Passe como antes_id para a próxima página (ordem=desc); null se "
+        "esta é a última", examples=[None],
     )
     proxima_pagina: str | None = Field(
         description="URL relativa da próxima página; null se esta é a última",
@@ -191,31 +280,66 @@ class PaginaPrevisoes(_Modelo):
 
 
 class Metricas(_Modelo):
-    """Precisão de um previsor nos últimos resultados (janela móvel, em unidades de preço)."""
+    """Precisão de um previsor nos últimos resultados (janela móvel). Erros em unidades de
+    preço da moeda de cotação; taxas como frações (0,9 = 90%)."""
 
-    resultados: int = Field(ge=0, examples=[812])
-    mae: Numero = Field(description="Erro absoluto médio", examples=[310.4])
-    rmse: Numero = Field(description="Raiz do erro quadrático médio", examples=[455.0])
-    mape: Numero = Field(description="Erro percentual absoluto médio, em %", examples=[0.3])
-    r2: Numero = Field(description="Coeficiente de determinação", examples=[0.998])
-    skill_vs_persistencia: Numero = Field(description="1 - MAE/MAE_persistência",
-                                          examples=[0.012])
-    acerto_direcao: Numero = Field(description="Fração de acertos da direção (sobe/desce)",
-                                   examples=[0.51])
-    cobertura: Numero = Field(description="Fração dos preços reais dentro do intervalo",
-                              examples=[0.893])
-    largura_media_bps: Numero = Field(description="Largura média do intervalo, em pontos-base",
+    resultados: int = Field(ge=0, description="Previsões conferidas com o preço real na janela",
+                            examples=[812])
+    mae: Numero = Field(description="MAE, erro absoluto médio: a distância média entre a "
+                        "previsão e o preço real, em unidades de preço (ex.: USD)",
+                        examples=[310.4])
+    rmse: Numero = Field(description="RMSE, raiz do erro quadrático médio, em unidades de "
+                         "preço; pesa mais os erros grandes que o MAE", examples=[455.0])
+    mape: Numero = Field(description="MAPE, erro percentual absoluto médio, como fração do "
+                         "preço real (0,003 = 0,3%)", examples=[0.003])
+    r2: Numero = Field(description="R², coeficiente de determinação: 1 é perfeito, 0 é tão "
+                       "bom quanto prever a média, negativo é pior (sem unidade)",
+                       examples=[0.998])
+    skill_vs_persistencia: Numero = Field(description=SKILL, examples=[0.012])
+    acerto_direcao: Numero = Field(description="Fração das vezes em que a direção (sobe/desce) "
+                                   "foi acertada (0,51 = 51%)", examples=[0.51])
+    cobertura: Numero = Field(description="Fração dos preços reais que caíram dentro do "
+                              "intervalo (meta: nivel_intervalo)", examples=[0.893])
+    largura_media_bps: Numero = Field(description="Largura média do intervalo em pontos-base, "
+                                      "relativa ao preço (bps: 100 bps = 1%)",
                                       examples=[171.2])
+    escore_intervalo_bps: Numero = Field(
+        None, description="Escore de intervalo (interval score), em pontos-base do preço: a "
+        "largura do intervalo mais uma multa quando o preço real cai fora dele. Menor é "
+        "melhor: premia faixas estreitas que ainda acertam", examples=[190.4])
     skill_escore_intervalo: Numero = Field(
         None, description="1 - escore/escore da referência EWMA-Gaussiana (fração): acima de "
         "0, faixas melhores que a referência", examples=[0.03])
-    skill_pinball: Numero = Field(
-        None, description="1 - perda pinball média / a da faixa EWMA-Gaussiana", examples=[0.01])
-    skill_brier: Numero = Field(
-        None, description="1 - Brier da chance de subir / o de 50%", examples=[0.001])
+    pinball_medio_bps: Numero = Field(
+        None, description="Perda pinball média dos quantis 5%..95%, em pontos-base do preço "
+        "(uma estimativa do CRPS): mede a distribuição inteira. Menor é melhor",
+        examples=[31.5])
+    skill_pinball: Numero = Field(None, description="1 - pinball/pinball da referência "
+                                  "EWMA-Gaussiana (fração)", examples=[0.02])
+    brier: Numero = Field(None, description="Escore de Brier da chance de subir: média de "
+                          "(probabilidade - 1 se subiu, senão 0)². 0,25 é o de quem sempre diz "
+                          "50%; menor é melhor", examples=[0.249])
+    skill_brier: Numero = Field(None, description="1 - brier/brier da referência (que diz "
+                                "sempre 50%), fração", examples=[0.004])
+    logverossimilhanca_vol: Numero = Field(
+        None, description="Log-verossimilhança média do retorno realizado sob a volatilidade "
+        "prevista (em nats; maior é melhor): mede se a volatilidade prevista acertou o tamanho "
+        "dos movimentos", examples=[3.1])
     cobertura_quantis: dict[str, Numero] | None = Field(
-        None, description="Fração dos preços reais abaixo de cada quantil (q05 ... q95)",
-        examples=[{"q05": 0.05, "q50": 0.5, "q95": 0.95}])
+        None, description="Para cada quantil, a fração dos preços reais abaixo dele: bem "
+        "calibrado quando q05 ≈ 0,05 ... q95 ≈ 0,95",
+        examples=[{"q05": 0.052, "q50": 0.497, "q95": 0.948}])
+
+
+class MetricasHorizonte(_Modelo):
+    """As métricas de um horizonte: publicada, persistência, referência EWMA e candidatos."""
+
+    horizonte: str = Field(examples=["4h"])
+    modelo_em_uso: str = Field(examples=["persistence"])
+    publicado: Metricas
+    ewma: Metricas | None = None
+    persistencia: Metricas | None = Field(None, description="Só em GET /metricas")
+    candidatos: dict[str, Metricas] | None = Field(None, description="Só em GET /metricas")
 
 
 class MetricasMoeda(_Modelo):
@@ -230,8 +354,21 @@ class MetricasMoeda(_Modelo):
     publicado: Metricas
     persistencia: Metricas
     candidatos: dict[str, Metricas] = Field(description="Cada modelo candidato, pelo nome")
-    explicacao: str = Field(examples=[
-        "skill_vs_persistencia > 0: errou menos que 'o preço fica igual'. Um modelo só é "
+    ewma: Metricas | None = Field(
+        None, description="A referência para a distribuição: faixa Gaussiana com a "
+        "volatilidade EWMA (RiskMetrics, λ = 0,94) em torno do preço atual, chance de subir 50%")
+    horizontes_disponiveis: list[str] = Field(
+        default_factory=list, description="Horizontes configurados (passe um em ?horizonte=)",
+        examples=[["15m", "1h", "4h", "24h"]])
+    por_horizonte: dict[str, MetricasHorizonte] | None = Field(
+        None, description="As métricas de cada horizonte configurado (nos eventos SSE, só a "
+        "previsão publicada e a referência ewma: o skill contra a persistência já está em "
+        "publicado)")
+    explicacao: str | None = Field(None, description="O que cada métrica quer dizer, em "
+                                   "português simples (só em GET /metricas: os eventos SSE "
+                                   "não repetem este texto)", examples=[
+        "skill_vs_persistencia (habilidade contra a persistência) = 1 - MAE/MAE da "
+        "persistência: acima de 0 errou menos que 'o preço fica igual'. Um modelo só é "
         "publicado quando erra menos que a persistência."
     ])
 
@@ -257,16 +394,20 @@ class Moedas(_Modelo):
 class FonteStatus(_Modelo):
     """Saúde da fonte de preços."""
 
-    tipo: str = Field(examples=["rest"])
-    estado: str = Field(description="starting, live, stale, unreachable, rate_limited, "
-                        "auth_error ou budget_exhausted", examples=["live"])
-    mensagem: str = Field(examples=["prices arrive"])
+    tipo: str = Field(description="Tipo da fonte (código)", examples=["rest"])
+    estado: str = Field(description="Código do estado: starting (iniciando), live (ao vivo), "
+                        "stale (sem preços novos), unreachable (inacessível), rate_limited "
+                        "(limite de consultas), auth_error (chave recusada) ou "
+                        "budget_exhausted (créditos do mês esgotados)", examples=["live"])
+    mensagem: str = Field(description="O estado da fonte em uma frase",
+                          examples=["preços chegando"])
     ultimo_sucesso_em: datetime | None = Field(examples=[EXEMPLO_FEITA])
     ultimo_preco_em: dict[str, datetime | None] = Field(examples=[{"btc": EXEMPLO_FEITA}])
     consultas: int = Field(ge=0, examples=[1440])
     erros: int = Field(ge=0, examples=[2])
-    rejeitados: dict[str, int] = Field(description="Valores inválidos recusados, por motivo",
-                                       examples=[{"nan": 1}])
+    rejeitados: dict[str, int] = Field(description="Valores inválidos recusados, por motivo "
+                                       "(nao_e_numero, salto_absurdo, horario_invalido, ...)",
+                                       examples=[{"nao_e_numero": 1}])
     duplicados: int = Field(ge=0, examples=[700])
     creditos_usados_mes: int = Field(ge=0, examples=[1440])
     orcamento_creditos: int = Field(ge=0, description="0 = sem orçamento", examples=[10000])
@@ -281,7 +422,9 @@ class MoedaStatus(_Modelo):
     precos_vistos: int = Field(ge=0, examples=[8640])
     rotulos_pendentes: int = Field(ge=0, description="Previsões esperando o preço real",
                                    examples=[12])
-    ignorados: dict[str, int] = Field(examples=[{"duplicate": 3}])
+    ignorados: dict[str, int] = Field(description="Preços não aprendidos, por motivo "
+                                      "(duplicado, aquecendo, fora_de_ordem, ...)",
+                                      examples=[{"duplicado": 3, "aquecendo": 1}])
     recuperacao: str | None = Field(examples=["checkpoint 12; 3 preços guardados reprocessados"])
     sem_dados: str | None = Field(
         default=None, description="Por que a fonte não tem preços desta moeda (null: tem)",
@@ -342,7 +485,8 @@ class Status(_Modelo):
     fonte: FonteStatus | None = Field(description="null quando o motor roda sem fonte")
     moedas: dict[str, MoedaStatus]
     ticks_processados: int = Field(ge=0, examples=[51840])
-    ignorados: dict[str, int] = Field(examples=[{"unknown_coin": 0, "already_stored": 0}])
+    ignorados: dict[str, int] = Field(description="Preços ignorados pelo motor, por motivo",
+                                      examples=[{"moeda_desconhecida": 0, "ja_guardado": 0}])
     erros_banco: int = Field(ge=0, examples=[0])
     assinantes: int = Field(ge=0, description="Conexões abertas em /stream", examples=[3])
     assinantes_max: int = Field(ge=1, examples=[1000])
@@ -351,7 +495,8 @@ class Status(_Modelo):
     ultimo_evento_id: int = Field(ge=0, examples=[155000])
     banco: Banco
     motor: Motor
-    alertas: AlertasStatus | None = Field(None, description="Regras, disparos e entregas")
+    alertas: AlertasStatus | None = Field(default=None,
+                                          description="Regras, disparos e entregas")
 
 
 __all__ = [
@@ -369,18 +514,19 @@ class Preco(_Modelo):
 
     moeda: str = Field(examples=["btc"])
     horario: datetime = Field(description="Horário do preço na fonte", examples=[EXEMPLO_FEITA])
-    preco: Numero = Field(examples=[104250.5])
-    valor_mercado: Numero = Field(examples=[2.06e12])
-    volume_24h: Numero = Field(examples=[3.1e10])
-    variacao_24h_pct: Numero = Field(examples=[1.8])
+    preco: DaFonte = Field(examples=[104250.5])
+    valor_mercado: DaFonte = Field(examples=[2.06e12])
+    volume_24h: DaFonte = Field(examples=[3.1e10])
+    variacao_24h_pct: DaFonte = Field(examples=[1.8])
 
 
 class StatusResumo(_Modelo):
     """Evento SSE `status`: pulsação curta (a completa é `GET /status`)."""
 
     agora: datetime = Field(examples=[EXEMPLO_FEITA])
-    fonte: str | None = Field(description="Estado da fonte", examples=["live"])
-    mensagem: str | None = Field(examples=["prices arrive"])
+    fonte: str | None = Field(description="Código do estado da fonte (veja FonteStatus)",
+                              examples=["live"])
+    mensagem: str | None = Field(examples=["preços chegando"])
     ultimo_preco_em: dict[str, datetime | None] = Field(examples=[{"btc": EXEMPLO_FEITA}])
     modelo_em_uso: dict[str, str] = Field(examples=[{"btc": "persistence"}])
     ticks_processados: int = Field(ge=0, examples=[51840])

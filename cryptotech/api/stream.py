@@ -38,7 +38,7 @@ import anyio.lowlevel
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError, ServerSentEvent
 
-from cryptotech.api.errors import error_response, invalid, reject_unknown_query
+from cryptotech.api.errors import error_response, invalid, reject_repeated_query, short
 from cryptotech.api.schemas import Erro
 from cryptotech.hub import Event, Hub, Subscription
 
@@ -112,8 +112,16 @@ class SseResponse(EventSourceResponse):
         self._on_close = on_close
 
     async def __call__(self, scope, receive, send) -> None:
+        async def send_then_yield(message) -> None:
+            # Give the loop a turn after every write: when the client is gone, the server's
+            # connection_lost callback runs before the next write, so the server drops the
+            # rest quietly (instead of asyncio's "socket.send() raised exception." warning
+            # for every write into the dead socket, dozens during a replay).
+            await send(message)
+            await anyio.lowlevel.checkpoint()
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send_then_yield)
         except SendTimeoutError:
             log.info("stream: a send took longer than send_timeout; subscriber dropped")
         finally:
@@ -145,7 +153,7 @@ async def _snapshot(ctx: _Stream, coins: list[str]) -> dict[str, Any]:
             "previsao": None if row is None else ctx.presenter.current(row, metrics).model_dump(
                 mode="json"),
             "metricas": ctx.presenter.metrics(coin, learner.model_in_use, metrics).model_dump(
-                mode="json"),
+                mode="json", exclude={"explicacao"}),
         }
     return state
 
@@ -157,9 +165,7 @@ async def _replay(ctx: _Stream, cursor: int) -> AsyncIterator[tuple[bytes, int]]
     while True:
         batch = await anyio.to_thread.run_sync(ctx.store.events_after, cursor, coins,
                                                REPLAY_BATCH)
-        for i, ev in enumerate(batch):
-            if i % 50 == 49:  # let the loop breathe (disconnects, other streams)
-                await anyio.lowlevel.checkpoint()
+        for ev in batch:  # every send yields to the loop (SseResponse)
             if ctx.sub.evicted or ctx.sub.closed.is_set():
                 return
             yield encode(ev.kind, ctx.presenter.event(ev.kind, ev.data, ev.id), ev.id), ev.id
@@ -189,9 +195,10 @@ async def events(ctx: _Stream, all_coins: list[str]) -> AsyncIterator[bytes | Se
             newest = max((await anyio.to_thread.run_sync(ctx.store.event_id_range))[1],
                          ctx.hub.last_id)
             if floor <= ctx.last_id <= newest:
-                cursor = ctx.last_id
-                async for wire, cursor in _replay(ctx, cursor):
+                async for wire, sent_id in _replay(ctx, ctx.last_id):
                     yield wire
+                    cursor = sent_id
+                cursor = max(cursor, ctx.last_id)
             else:
                 coins = sorted(ctx.coins) if ctx.coins else all_coins
                 yield await _reset(ctx, floor, newest, coins)
@@ -230,16 +237,19 @@ def _parse_coins(text: str | None, known: list[str]) -> frozenset[str] | None:
         raise invalid("query", "moedas", "informe ao menos uma moeda (ex.: btc,eth)", text)
     unknown = [c for c in wanted if c not in known]
     if unknown:
-        raise invalid("query", "moedas", f"moeda(s) desconhecida(s): {', '.join(unknown)}; "
-                      f"disponíveis: {', '.join(known)}", text)
+        raise invalid("query", "moedas", f"moeda(s) desconhecida(s): {short(', '.join(unknown))}"
+                      f"; disponíveis: {', '.join(known)}", text)
     return frozenset(wanted)
 
 
 def _parse_last_id(header: str | None, query: int | None) -> int | None:
     if header is not None and header.strip():
         value = header.strip()
-        if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
+        if not (value.isascii() and value.isdigit()):
             raise invalid("header", "Last-Event-ID", "deve ser o id numérico de um evento", value)
+        if len(value) > len(str(MAX_ID)) or int(value) > MAX_ID:
+            raise invalid("header", "Last-Event-ID", "id fora do intervalo: deve ser de 0 a "
+                          f"{MAX_ID} (o id de um evento recebido)", short(value))
         return int(value)
     return query
 
@@ -248,9 +258,11 @@ STREAM_DESCRIPTION = f"""Eventos ao vivo (Server-Sent Events). Cada mensagem tem
 uma linha `data:` com JSON:
 
 * `tick` ([Preco]): um preço recebido e guardado;
-* `previsao` ([Previsao], `situacao = pendente`): uma previsão nova;
+* `previsao` ([Previsao], `situacao = pendente`): uma previsão nova, de um `horizonte` (uma por
+  horizonte configurado), com quantis, chance de subir e volatilidade prevista;
 * `resultado` ([Previsao], `situacao = realizada`): uma previsão conferida com o preço real;
-* `metricas` ([MetricasMoeda]): métricas depois de cada resultado (sem id);
+* `metricas` ([MetricasMoeda]): métricas depois de cada resultado (sem id), do primeiro
+  horizonte e, em `por_horizonte`, de cada um;
 * `status` ([StatusResumo]): pulsação periódica (sem id);
 * `alerta` ([Alerta]): uma regra de alerta disparou (veja `GET /alertas`);
 * `reset` ([Reset]): o id pedido não está mais guardado: estado atual de cada moeda;
@@ -263,7 +275,7 @@ reconexão: `retry: {RETRY_MS}` ms. Comentários `: ping` mantêm a conexão viv
 
 
 def build_router(coins: list[str]) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(reject_unknown_query)])
+    router = APIRouter(dependencies=[Depends(reject_repeated_query)])
 
     @router.get(
         "/stream",

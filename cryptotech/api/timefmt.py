@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from typing import overload
 from zoneinfo import ZoneInfo
 
 #: What ``inicio``/``fim`` accept (documented in the OpenAPI schema as the parameter pattern).
@@ -19,6 +20,14 @@ INSTANT_PATTERN = (
 )
 _INSTANT = re.compile(INSTANT_PATTERN)
 _COMPACT_OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
+
+
+@overload
+def local(epoch: float, zone: ZoneInfo) -> datetime: ...
+@overload
+def local(epoch: None, zone: ZoneInfo) -> None: ...
+@overload
+def local(epoch: float | None, zone: ZoneInfo) -> datetime | None: ...
 
 
 def local(epoch: float | None, zone: ZoneInfo) -> datetime | None:
@@ -60,6 +69,10 @@ def parse_instant(text: str, zone: ZoneInfo) -> float:
     Traceback (most recent call last):
     ...
     ValueError: data inexistente: dia, mês, hora ou minuto fora do calendário
+    >>> parse_instant("9999-12-31T23:59", sp)  # year 10000 in UTC  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: data fora do intervalo aceito: use uma data entre os anos 0001 e 9999, ...
     """
     value = text.strip()
     if not _INSTANT.match(value):
@@ -77,6 +90,13 @@ def parse_instant(text: str, zone: ZoneInfo) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=zone)
     try:
-        return dt.timestamp()
+        epoch = dt.timestamp()
+        local(epoch, zone)  # shown back in the zone (and in UTC): both must exist
     except (OverflowError, ValueError, OSError):
-        raise ValueError("data fora do intervalo aceito") from None
+        raise ValueError(OUT_OF_RANGE) from None
+    return epoch
+
+
+#: The answer for an instant that cannot be shown in UTC or in the configured zone.
+OUT_OF_RANGE = ("data fora do intervalo aceito: use uma data entre os anos 0001 e 9999, "
+                "no fuso configurado e em UTC (ex.: 2025-01-31T14:30)")

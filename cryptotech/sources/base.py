@@ -98,8 +98,8 @@ class SourceStatus:
         self.no_data.update(missing)
         back = sorted(c for c in present if self.no_data.pop(c, None) is not None)
         if new:
-            LOG.warning("source %s has no data for %s: %s", self.source or "?", ", ".join(new),
-                        "; ".join(f"{c}: {missing[c]}" for c in new))
+            LOG.warning("source %s has no data for %s", self.source or "?",
+                        "; ".join(f"{c} ({missing[c]})" for c in new))
         if back:
             LOG.info("source %s has data again for %s", self.source or "?", ", ".join(back))
 

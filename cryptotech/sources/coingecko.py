@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import math
 import random
@@ -191,8 +192,8 @@ class CreditBudget:
         7
         """
         try:
-            saved = json.loads(text) if text else None
-            month, used = saved["month"], int(saved["used"])
+            saved = json.loads(text or "null")  # null: nothing saved yet (TypeError below)
+            month, used = str(saved["month"]), int(saved["used"])
         except (ValueError, TypeError, KeyError):
             return
         year, mon = self._month
@@ -596,11 +597,10 @@ class CoinGeckoRestSource:
                     break
                 done += 1
                 try:
-                    body = await self._fetch(
-                        lambda coin_id=coin_id: client.coins.market_chart.with_raw_response.get(
-                            coin_id, vs_currency=self.vs, days="1", extra_headers=self._headers()
-                        )
-                    )
+                    body = await self._fetch(functools.partial(
+                        client.coins.market_chart.with_raw_response.get,
+                        coin_id, vs_currency=self.vs, days="1", extra_headers=self._headers(),
+                    ))
                 except SourceError as exc:
                     self.status.errors += 1
                     state: State = ("rate_limited" if isinstance(exc, RateLimited) else
