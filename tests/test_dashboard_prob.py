@@ -219,6 +219,11 @@ def test_horizon_picker_switches_cards_and_charts_live(browser, prob):
                   [[metrics["published"]["quantile_coverage"][q] * 100 for q in QUANTILES]])
 
         # a live tick: its 4 h forecast joins the fan at +4 h; its 1 h forecast stays out
+        def settled_4h() -> int:
+            return prob.call(
+                lambda: prob.state.engine.learners["btc"].horizon_metrics("4h")["published"]["n"])
+
+        before_n = settled_4h()
         tick = prob.spare["btc"].pop(0)
         done = prob.state.engine.ticks_processed + 1
         prob.source.feed([tick])
@@ -230,6 +235,11 @@ def test_horizon_picker_switches_cards_and_charts_live(browser, prob):
         rows = in_view(window_forecasts(prob, "btc", "4h"))  # 4 h forecasts only, the new one
         assert middle["x"] == [local_iso(r["target_at"], zone) for r in rows]  # included
         assert middle["y"] == pytest.approx([r["forecast"] for r in rows])
+        # the 4 h scores follow live too (the metricas event's por_horizonte)
+        settled_n = settled_4h()
+        assert settled_n > before_n  # the tick settled a 4 h forecast made 4 h before
+        page.wait("([n]) => document.querySelector('#cartao-modelo .cartao-detalhe')"
+                  ".textContent.startsWith(n + ' resultados')", [f"{settled_n:,}".replace(",", ".")])
         live = prob.state.store.latest_prediction("btc", "4h")
         page.wait("([t]) => document.querySelector('#cartao-faixa .cartao-valor').textContent"
                   " === t", [f"US$ {money(live['lower'])} – {money(live['upper'])}"])
