@@ -22,6 +22,10 @@ most every 100 ms, then Plotly's redraw of the price chart, the first of the rou
 browser clock is compared with ``time.time()`` before each phase (the offset, a fraction of a
 millisecond on one machine, is subtracted).
 
+Before the latency phases, the first load of ``/painel/`` is weighed: every response's bytes
+as Chromium received them (``Network.loadingFinished``'s ``encodedDataLength``, through CDP)
+and its decoded body, summed, in a fresh context with the cache off.
+
 Two paces: 2 ticks/s (each tick alone, like a live source that brings one price per coin a
 minute) and 40 ticks/s (the demo's pace, where redraws are coalesced).
 
@@ -164,6 +168,41 @@ def _phase(bench: _Bench, rate: float, n: int) -> dict:
             "page_p50_ms": ms(page, 50), "page_p99_ms": ms(page, 99)}
 
 
+def page_weight(browser, url: str) -> dict:
+    """First load of ``url`` in a fresh context (empty cache): every response's bytes as
+    received (``encodedDataLength``: headers and body as sent, compressed if it was) and its
+    body decoded, summed over the page's requests (Chromium's own network events, through
+    CDP), once the page shows its charts and the stream is open."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+    urls: dict[str, str] = {}
+    body: dict[str, int] = {}
+    wire: dict[str, int] = {}
+    cdp.on("Network.responseReceived",
+           lambda e: urls.__setitem__(e["requestId"], e["response"]["url"]))
+    cdp.on("Network.dataReceived",
+           lambda e: body.__setitem__(e["requestId"],
+                                      body.get(e["requestId"], 0) + e["dataLength"]))
+    cdp.on("Network.loadingFinished",
+           lambda e: wire.__setitem__(e["requestId"], int(e["encodedDataLength"])))
+    try:
+        page.goto(url + "/painel/")
+        page.wait_for_function(
+            "() => window.cryptotechPainel && window.cryptotechPainel.estado.conexao === "
+            "'aberta' && window.cryptotechPainel.pontos('grafico-preco').some(t => t.n > 0)",
+            timeout=30_000)
+        page.wait_for_load_state("networkidle")  # the stream is not counted: it never ends
+        files = sorted(((urls.get(r, "?").split("/painel/")[-1].split("?")[0], n, body.get(r, 0))
+                        for r, n in wire.items()), key=lambda f: -f[1])
+        return {"requests": len(wire), "wire_bytes": sum(n for _, n, _ in files),
+                "body_bytes": sum(b for _, _, b in files), "largest": files[:5]}
+    finally:
+        context.close()
+
+
 def measure(quick: bool) -> dict:
     """Everything above; raises RuntimeError with the reason when it cannot run."""
     try:
@@ -193,6 +232,8 @@ def measure(quick: bool) -> dict:
             for tick in _ticks(2 * HISTORY, bench.next_ts, bench.prices):
                 bench.handle(tick)
             bench.next_ts += HISTORY * STEP
+            common.log("dashboard: first-load weight")
+            weight = page_weight(browser, server.url)
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(server.url + "/painel/")
             page.wait_for_function(
@@ -204,7 +245,7 @@ def measure(quick: bool) -> dict:
             for rate, n in plan(quick):
                 common.log(f"dashboard: {n} ticks at {rate:g}/s")
                 phases.append(_phase(bench, rate, n))
-            return {"phases": phases, "chromium": browser.version}
+            return {"phases": phases, "chromium": browser.version, "weight": weight}
         finally:
             browser.close()
             shutil.rmtree(folder, ignore_errors=True)
@@ -235,7 +276,19 @@ def run(ctx) -> dict:
          "chart first (events in between are drawn together); at 2 ticks/s each tick is drawn "
          "alone",
          "server, engine and browser share the machine's CPUs"])
-    return {"tables": [table], "data": out, "notes": []}
+    weight = out["weight"]
+    mb = 1024 * 1024
+    first_load = common.table(
+        "First load of /painel/ (fresh browser context, cache off; the SSE stream excluded)",
+        ["requests", "bytes received (MB)", "bodies decoded (MB)", "largest responses"],
+        [[str(weight["requests"]), f"{weight['wire_bytes'] / mb:.2f}",
+          f"{weight['body_bytes'] / mb:.2f}",
+          "; ".join(f"{name.rsplit('/', 1)[-1]} {n / 1024:.0f} KB"
+                    for name, n, _ in weight["largest"][:3])]],
+        [f"{HISTORY} ticks per coin of history in the page's first callback; bytes received "
+         "are Chromium's encodedDataLength (headers and body as sent, compressed if the "
+         "server compressed it)"])
+    return {"tables": [first_load, table], "data": out, "notes": []}
 
 
 if __name__ == "__main__":

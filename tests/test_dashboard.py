@@ -12,10 +12,11 @@ No timing is asserted here: the tick-to-chart latency is measured by
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import shutil
-import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,7 @@ from cryptotech.api.app import create_app
 from cryptotech.api.routes import CSV_COLUMNS
 from cryptotech.api.timefmt import local_iso
 from cryptotech.dashboard import mount_dashboard
+from cryptotech.dashboard.app import history_params
 from cryptotech.store import Store
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -61,6 +63,11 @@ def chromium_path() -> str | None:
 
 @pytest.fixture(scope="module")
 def browser():
+    yield from launch_chromium()
+
+
+def launch_chromium():
+    """Debian's Chromium through Playwright (skips the test when either is missing)."""
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')")
     exe = chromium_path()
@@ -75,12 +82,24 @@ def browser():
             browser.close()
 
 
+def recent(ticks: list, newest_index: int) -> list:
+    """``ticks`` moved in time so that ``ticks[newest_index]`` is the current minute: a page
+    showing them is live, not late."""
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    shift = now - ticks[newest_index].ts
+    return [dataclasses.replace(t, ts=t.ts + shift) for t in ticks]
+
+
 @pytest.fixture(scope="module")
 def painel(tmp_path_factory):
-    """btc, eth and sol with N ticks each learned; SPARE more per coin in ``server.spare``."""
-    settings = api_settings(tmp_path_factory.mktemp("painel"), coins=COINS)
+    """btc, eth and sol with N ticks each learned, the newest at the current minute; SPARE
+    more per coin (after it) in ``server.spare``."""
+    # a source polled every 10 min: its prices count as late after 50 min, so the page stays
+    # live however long the module's tests take (the threshold follows the poll interval)
+    settings = api_settings(tmp_path_factory.mktemp("painel"), coins=COINS,
+                            source={"poll_interval": "10m"})
     source = FeedSource()
-    walks = {c: random_walk(N + SPARE, c, seed=i + 1, price=PRICES[c])
+    walks = {c: recent(random_walk(N + SPARE, c, seed=i + 1, price=PRICES[c]), N - 1)
              for i, c in enumerate(COINS)}
     history = sorted((t for w in walks.values() for t in w[:N]), key=lambda t: (t.ts, t.coin))
     with LiveServer(create_app(settings, source, extensions=[mount_dashboard])) as server:
@@ -94,11 +113,15 @@ def painel(tmp_path_factory):
 class Page:
     """One page of the dashboard, with what it logged and every URL it requested."""
 
-    def __init__(self, browser, url: str, viewport=None, timezone: str = "Asia/Tokyo"):
+    def __init__(self, browser, url: str, viewport=None, timezone: str = "Asia/Tokyo",
+                 status: dict | None = None):
         # a browser zone far from the configured one: times must follow the configuration
         self.context = browser.new_context(viewport=viewport or LAPTOP, locale="pt-BR",
                                            timezone_id=timezone, accept_downloads=True)
         self.page = self.context.new_page()
+        if status is not None:  # GET /status answers this JSON instead of the server's
+            self.page.route(re.compile(r".*/status$"), lambda route: route.fulfill(
+                status=200, content_type="application/json", body=json.dumps(status)))
         self.errors: list[str] = []
         self.requests: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
@@ -210,32 +233,34 @@ def test_charts_hold_the_history_and_cards_show_metrics(page, painel):
     assert realised["y"] == pytest.approx([r["actual"] for r in settled])
     for graph in GRAPHS:
         for trace in page.traces(graph):
-            if trace["nome"] != "Fora do intervalo":
+            if trace["nome"] != "Fora da faixa":
                 assert trace["n"] > 0, (graph, trace["nome"])
             assert increasing(trace["x"]), (graph, trace["nome"])
     bars = page.trace("grafico-variacao", "Variação real em 1 h")
     first = settled[0]
     assert bars["y"][0] == pytest.approx((first["actual"] / first["price"] - 1) * 100)
 
-    page.wait("() => document.querySelector('#cartao-mae .cartao-valor').textContent !== '—'")
+    page.wait("() => document.querySelector('#cartao-cobertura .cartao-valor').textContent !== '—'")
     text = page.page.text_content("#cartoes")
-    for label in ("Preço agora", "Previsão para +1 h", "Erro médio (MAE)",
-                  "Skill vs “preço fica igual”", "Cobertura do intervalo", "Acerto de direção",
-                  "Modelo em uso"):
+    for label in ("Preço agora", "Faixa provável em 1 h", "Chance de subir",
+                  "Volatilidade prevista", "Cobertura da faixa",
+                  "Faixa vs referência EWMA (skill)",
+                  "Meio da faixa vs “preço fica igual” (skill)", "Modelo em uso"):
         assert label in text
-    assert "persistência: US$" in page.page.text_content("#cartao-mae")
+    assert ", persistência: US$" in page.page.text_content("#cartao-skill")
     assert re.search(r"\d+,\d%", page.page.text_content("#cartao-cobertura"))
     table = page.page.text_content("#tabela-modelos")
     assert "Persistência (“preço fica igual”)" in table and "Linear bayesiana" in table
 
+    # the newest price is this minute's: live, with its age and its time in the configured
+    # zone (São Paulo), not the browser's (Tokyo)
     page.wait("() => document.querySelector('#selo-fonte').textContent === 'Ao vivo'")
     banner = page.page.text_content("#faixa")
-    match = re.search(r"Atualizado às (\d\d):(\d\d):(\d\d) \(America/Sao_Paulo\)", banner)
-    assert match, banner
-    now = datetime.now(settings.zone)
-    shown = int(match[1]) * 3600 + int(match[2]) * 60 + int(match[3])
-    gap = abs(now.hour * 3600 + now.minute * 60 + now.second - shown)
-    assert min(gap, 86400 - gap) < 120  # the configured zone's clock, not the browser's (Tokyo)
+    newest = max(store.recent_ticks(c, 0, 10_000)[-1][0] for c in COINS)
+    shown = datetime.fromtimestamp(newest, settings.zone).strftime("%H:%M:%S")
+    assert re.search(rf"Último preço (agora mesmo|há \d+ s|há \d+ min) \(às {shown}, "
+                     r"horário de São Paulo\)", banner), banner
+    assert "America/Sao_Paulo" not in page.page.text_content("body")
 
 
 @pytest.mark.browser
@@ -252,7 +277,7 @@ def test_a_new_tick_reaches_the_charts_without_reload_or_polling(page, painel):
     assert price["y"][-3:] == [t.price for t in ticks]
     assert price["n"] == before + 3 and increasing(price["x"])
     # the forecast made at the last tick is drawn one horizon later
-    forecast = page.trace("grafico-preco", "Previsão (+1 h)")
+    forecast = page.trace("grafico-preco", "Meio da faixa (+1 h)")
     assert forecast["x"][-1] == local_iso(ticks[-1].epoch + 3600, painel.settings.zone)
     # the comparator follows the same tick
     page.wait("([x]) => window.cryptotechPainel.pontos('grafico-comparador')"
@@ -260,7 +285,9 @@ def test_a_new_tick_reaches_the_charts_without_reload_or_polling(page, painel):
               [iso(ticks[-1], painel.settings)])
     assert page.js("window.__mesmaPagina") is True
     assert page.js("performance.getEntriesByType('navigation').length") == 1
-    assert page.requests[requests_before:] == []  # no polling: the open stream brought it
+    # no polling: the open stream brought it (GET /status, for the engine's state, is read
+    # at most every 30 s on the status heartbeat, never for prices)
+    assert [u for u in page.requests[requests_before:] if not u.endswith("/status")] == []
     assert page.errors == []
 
 
@@ -287,28 +314,69 @@ def test_comparator_shows_the_chosen_coins_from_a_common_start(page, painel):
     assert page.errors == []
 
 
-@pytest.mark.browser
-def test_csv_export_downloads_the_chosen_coin(page, painel, tmp_path):
-    page.wait_for_data()
-    page.page.click("#moeda")
-    page.page.click('.dash-dropdown-option:has(input[value="eth"])')
-    page.wait("() => document.querySelector('#exportar').getAttribute('href')"
-              ".includes('/previsoes/eth')")
-    page.wait("() => window.cryptotechPainel.estado.moeda === 'eth'")
-    href = page.page.get_attribute("#exportar", "href")
-    assert href == "/previsoes/eth?exportar_csv=true"
+def download_csv(page, tmp_path) -> list[str]:
     with page.page.expect_download(timeout=WAIT_MS) as info:
         page.page.click("#exportar")
     download = info.value
     target = tmp_path / download.suggested_filename
     download.save_as(target)
-    lines = target.read_text(encoding="utf-8").splitlines()
-    assert lines[0].split(",") == CSV_COLUMNS
-    assert len(lines) - 1 == len(list(painel.state.store.predictions("eth")))
-    assert all(line.split(",")[1] == "eth" for line in lines[1:])
+    return target.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.browser
+def test_csv_export_downloads_the_chosen_coin_and_window(page, painel, tmp_path):
+    page.wait_for_data()
+    page.page.click("#moeda")
+    page.page.click('.dash-dropdown-option:has(input[value="eth"])')
+    page.wait("() => window.cryptotechPainel.estado.moeda === 'eth'")
+    page.wait("() => document.querySelector('#exportar').getAttribute('href')"
+              ".includes('/previsoes/eth')")
+    store = painel.state.store
+    newest = store.recent_ticks("eth", 0, 10_000)[-1][0]
+    for label, hours in (("24 h", 24), ("6 h", 6)):
+        page.page.click(f"#janela label:has-text('{label}')")
+        start = newest - hours * 3600
+        query = {"exportar_csv": "true",
+                 "inicio": datetime.fromtimestamp(start, timezone.utc).strftime(
+                     "%Y-%m-%dT%H:%M:%SZ"),
+                 "fim": datetime.fromtimestamp(newest, timezone.utc).strftime(
+                     "%Y-%m-%dT%H:%M:%SZ")}
+        known = history_params(painel.app)
+        href = "/previsoes/eth?" + str(httpx.QueryParams(query)) + (
+            "&ordem=desc" if "ordem" in known else "") + (
+            "&horizonte=1h" if "horizonte" in known else "")
+        page.wait("([h]) => document.querySelector('#exportar').getAttribute('href') === h",
+                  [href])
+        lines = download_csv(page, tmp_path)
+        assert lines[0].split(",") == CSV_COLUMNS
+        made = [r["made_at"] for r in store.predictions("eth", start=start, end=newest)]
+        assert len(lines) - 1 == len(made) and made, (label, len(lines))
+        assert min(made) >= start and max(made) <= newest
+        assert all(line.split(",")[1] == "eth" for line in lines[1:])
+        if hours == 6:  # a shorter window, fewer rows than all the coin's forecasts
+            assert len(made) < len(list(store.predictions("eth")))
     response = page.page.request.get(painel.url + href)
     assert response.headers["content-type"].startswith("text/csv")
     assert page.errors == []
+
+
+def test_csv_link_carries_only_parameters_the_api_takes():
+    from fastapi import FastAPI, Query
+
+    newer = FastAPI()
+
+    @newer.get("/previsoes/{moeda}")
+    def previsoes(moeda: str, ordem: str = Query("asc"), horizonte: str | None = None):
+        return {}
+
+    older = FastAPI()
+
+    @older.get("/previsoes/{moeda}")
+    def antigas(moeda: str, limite: int = 10):
+        return {}
+
+    assert {"ordem", "horizonte"} <= history_params(newer)
+    assert history_params(older) == {"limite"} and history_params(FastAPI()) == set()
 
 
 @pytest.mark.browser
@@ -323,7 +391,10 @@ def test_a_page_opened_before_any_price_fills_as_they_arrive(browser, tmp_path):
             assert "Aguardando os primeiros preços" in page.page.text_content("#grafico-preco")
             assert "cada previsão é conferida 1 h depois" in \
                 page.page.text_content("#grafico-evolucao")
-            assert page.page.text_content("#cartao-previsao .cartao-valor") == "—"
+            assert page.page.text_content("#cartao-faixa .cartao-valor") == "—"
+            # the explanation of the numbers is the page's own, not the metrics events'
+            assert "1 − MAE da previsão ÷ MAE da persistência" in \
+                page.page.text_content("#como-ler")
             ticks = sorted(random_walk(30, "btc", seed=5, price=100_000.0)
                            + random_walk(30, "eth", seed=6, price=3_000.0),
                            key=lambda t: (t.ts, t.coin))
@@ -333,8 +404,12 @@ def test_a_page_opened_before_any_price_fills_as_they_arrive(browser, tmp_path):
             page.wait("() => document.querySelectorAll('.annotation-text').length === 0")
             for graph in GRAPHS:
                 assert any(t["n"] for t in page.traces(graph)), graph
-            page.wait("() => document.querySelector('#cartao-previsao .cartao-valor')"
+            page.wait("() => document.querySelector('#cartao-faixa .cartao-valor')"
                       ".textContent.startsWith('US$')")
+            # prices of January 2025 from a source that answers: late, not live
+            page.wait(f"() => {SELO}() === 'Dados atrasados'")
+            assert re.match(r"Último preço há \d+ meses \(31/12/2024 23:25, horário de São "
+                            r"Paulo\)$", page.page.text_content("#idade-preco"))
             assert page.errors == []
         finally:
             page.close()
@@ -362,6 +437,196 @@ def test_source_banner_follows_the_source(browser, painel):
         page.close()
 
 
+SELO = "() => document.querySelector('#selo-fonte').textContent"
+
+
+@pytest.mark.browser
+def test_source_kinds_have_one_portuguese_label(browser, painel):
+    page = Page(browser, painel.url)
+    status = painel.source.status
+    try:
+        page.wait_for_data()
+        labels = page.js("""() => ['rest', 'coingecko-rest', 'websocket', 'coingecko-ws',
+            'replay', 'coingecko-rest (fallback from websocket)']
+            .map(window.cryptotechFormatos.tipoFonte)""")
+        assert labels[0] == labels[1] == "CoinGecko (consulta periódica)"
+        assert labels[2] == labels[3] == "CoinGecko (transmissão contínua)"
+        assert labels[4] == "Reprodução de dados reais (demo)"
+        assert labels[5].startswith("CoinGecko (consulta periódica)")
+        assert page.page.text_content("#tipo-fonte") == "teste"  # unknown kinds as they are
+    finally:
+        page.close()
+    for kind in ("coingecko-rest", "rest"):  # `run` mode's source, before and after h-cli
+        status.source = kind
+        page = Page(browser, painel.url)
+        try:
+            page.wait_for_data()
+            assert page.page.text_content("#tipo-fonte") == "CoinGecko (consulta periódica)"
+            assert page.errors == []
+        finally:
+            status.source = "teste"
+            page.close()
+
+
+MOTOR_OK = {"aprendendo": True, "tarefas": {
+    "fonte": {"estado": "ok", "erros": 0, "ultimo_erro": None, "erro_em": None},
+    "checkpoints": {"estado": "ok", "erros": 0, "ultimo_erro": None, "erro_em": None}}}
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("motor, label, detail", [
+    (None, None, None),
+    (MOTOR_OK, "Motor aprendendo", None),
+    ({"aprendendo": False, "motivo": "a fonte ainda não começou", "tarefas": {}},
+     "Motor parado: a fonte ainda não começou", None),
+    ({"aprendendo": True, "tarefas": {**MOTOR_OK["tarefas"], "checkpoints": {
+        "estado": "reiniciando", "erros": 2, "ultimo_erro": "RuntimeError: disco cheio",
+        "erro_em": "2026-12-01T18:04:05-03:00"}}},
+     "Motor reiniciando: salvamento do modelo",
+     "salvamento do modelo: reiniciando — RuntimeError: disco cheio (01/12/2026 18:04) · 2 erros"),
+    ({"aprendendo": False, "tarefas": {**MOTOR_OK["tarefas"], "fonte": {
+        "estado": "falhou", "erros": 1, "ultimo_erro": "ValueError: Out of range float values "
+        "are not JSON compliant", "erro_em": "2026-12-01T18:00:00-03:00"}}},
+     "Motor parado: fonte de preços falhou",
+     "fonte de preços: falhou — ValueError: Out of range float values are not JSON compliant"
+     " (01/12/2026 18:00) · 1 erro"),
+], ids=["sem-motor", "ok", "parado", "reiniciando", "falhou"])
+def test_banner_shows_the_engine_state_from_status(browser, painel, motor, label, detail):
+    real = httpx.get(painel.url + "/status", timeout=10).json()
+    served = {k: v for k, v in real.items() if k != "motor"}
+    if motor is not None:
+        served["motor"] = motor
+    page = Page(browser, painel.url, status=served)
+    try:
+        page.wait_for_data()
+        page.wait(f"() => {SELO}() === 'Ao vivo'")
+        if label is None:  # an API without `motor`: nothing is claimed about the engine
+            page.wait("() => window.cryptotechPainel.estado.statusRecebidos > 0")
+            assert page.page.query_selector("#selo-motor") is None
+        else:
+            page.wait("([t]) => (document.querySelector('#selo-motor') || {}).textContent === t",
+                      [label])
+            shown = page.page.query_selector("#motor-erro")
+            assert (shown.text_content() if shown else None) == detail
+            if detail:
+                assert detail in page.page.get_attribute("#selo-motor", "title")
+        assert page.errors == []
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_replay_speed_is_measured_or_taken_from_the_source(browser, painel):
+    page = Page(browser, painel.url)
+    try:
+        page.wait_for_data()
+        # 37 min of market per second: ticks 5 min apart arriving every 0.135 s
+        samples = [{"chegada": 1000 + i * 135, "mercado": i * 300_000} for i in range(40)]
+        speed = page.js("s => window.cryptotechPainel.velocidade(s)", samples)
+        assert speed == pytest.approx(39 * 300 / (39 * 0.135))
+        assert page.js("s => window.cryptotechPainel.velocidade(s)", samples[:1]) is None
+        assert page.js("s => window.cryptotechPainel.velocidade(s)", samples[:10]) is None  # < 2 s
+        texts = page.js("xs => xs.map(window.cryptotechFormatos.velocidade)",
+                        [2220, 3600 * 3, 45.0, 0])
+        assert texts == ["37 min de mercado por segundo (2.220×)",
+                         "3,0 h de mercado por segundo (10.800×)",
+                         "45 s de mercado por segundo (45×)", None]
+    finally:
+        page.close()
+    status = painel.source.status
+    status.source = "replay"
+    real = httpx.get(painel.url + "/status", timeout=10).json()
+    real["fonte"] = {**(real.get("fonte") or {}), "velocidade_real": 2220.0}
+    page = Page(browser, painel.url, status=real)
+    try:
+        page.wait_for_data()
+        page.wait(f"() => {SELO}() === 'Reproduzindo o histórico'")  # not "Ao vivo"
+        page.wait("() => document.querySelector('#velocidade').textContent === "
+                  "'Velocidade real: 37 min de mercado por segundo (2.220×)'")
+        assert page.page.text_content("#idade-preco").startswith("Mercado em ")
+        assert page.errors == []
+    finally:
+        status.source = "teste"
+        page.close()
+
+
+@pytest.mark.browser
+def test_models_table_keeps_skill_and_coverage_in_view(browser, painel):
+    columns = """() => { const box = document.querySelector('#tabela-modelos');
+        const r = box.getBoundingClientRect();
+        return {box: [r.left, r.right], scroll: box.scrollWidth, client: box.clientWidth,
+                viewport: window.innerWidth,
+                hint: getComputedStyle(document.querySelector('.dica-rolagem')).display,
+                th: [...box.querySelectorAll('th')].map(th => {
+                    const b = th.getBoundingClientRect();
+                    return [th.textContent, b.left, b.right, th.title]; })}; }"""
+    for viewport in ({"width": 1400, "height": 900}, PHONE):
+        page = Page(browser, painel.url, viewport=viewport)
+        try:
+            page.wait_for_data()
+            page.wait("() => document.querySelectorAll('#tabela-modelos th').length === 7")
+            page.page.locator("#tabela-modelos").scroll_into_view_if_needed()
+            got = page.js(columns)
+            names = [t[0] for t in got["th"]]
+            assert names == ["Modelo", "Skill (%)", "Cobertura (%)", "Faixa (%)", "MAE (US$)",
+                             "Direção (%)", "Resultados"]
+            visible = {t[0] for t in got["th"]
+                       if t[2] <= min(got["box"][1], got["viewport"]) + 0.5}
+            if viewport["width"] == 1400:  # every column, nothing to scroll
+                assert got["scroll"] <= got["client"], got
+                assert visible == set(names), got
+            else:  # a phone: skill and coverage in view, the rest behind a scroll hint
+                assert {"Modelo", "Skill (%)", "Cobertura (%)"} <= visible, got
+                assert got["scroll"] <= got["client"] or got["hint"] == "block", got
+            assert all(t[3] for t in got["th"][1:]), got  # each figure explained
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.page.locator(".modelos").screenshot(
+                path=str(ARTIFACTS / f"tabela-{viewport['width']}.png"))
+            assert page.errors == []
+        finally:
+            page.close()
+
+
+ENGLISH = re.compile(r"\b(the|and|price|prices|loading|source|error|live|waiting|model|"
+                     r"forecast|skill score|replaying|polling|starting)\b", re.IGNORECASE)
+
+
+@pytest.mark.browser
+def test_every_figure_is_explained_in_portuguese(page, painel):
+    page.wait_for_data()
+    page.wait("() => document.querySelector('#cartao-cobertura .cartao-valor').textContent !== '—'")
+    text = page.js("document.body.innerText")
+    assert not ENGLISH.findall(text), ENGLISH.findall(text)
+    assert "America/Sao_Paulo" not in text and "Horários de São Paulo." in text
+    titles = page.js("[...document.querySelectorAll('#cartoes .cartao')]"
+                     ".map(c => [c.id, c.title])")
+    assert len(titles) == 8 and all(t for _, t in titles), titles
+    explained = dict(titles)
+    mae = page.page.get_attribute("#tabela-modelos th:has-text('MAE')", "title")
+    assert "erro absoluto médio" in mae and "US$" in mae
+    assert "1 − MAE da previsão ÷ MAE da persistência, em %" in explained["cartao-skill"]
+    assert "1 bp = 0,01% do preço" in explained["cartao-cobertura"]
+    assert re.search(r"largura média \d+,\d\d% do preço \(\d+ bps\)",
+                     page.page.text_content("#cartao-cobertura"))
+    glossary = page.page.text_content("#como-ler")
+    for term in ("MAE (erro absoluto médio)", "Skill (ganho sobre a persistência)",
+                 "bps (pontos-base)", "R² (coeficiente de determinação)", "US$"):
+        assert term in glossary
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_page_loads_plotly_basic_bundle_not_the_full_one(page, painel):
+    page.wait_for_data()
+    plotly = [u for u in page.requests if "plotly" in u]
+    assert plotly == [painel.url + "/painel/assets/plotly-basic.min.js" + plotly[0][
+        len(painel.url + "/painel/assets/plotly-basic.min.js"):]], plotly
+    assert page.js("window.Plotly.version") == "4.1.1"
+    # every chart kind the page draws exists in the bundle
+    assert page.js("['scatter', 'bar'].every(t => window.Plotly.PlotSchema.get()"
+                   ".traces[t] !== undefined)")
+
+
 @pytest.mark.browser
 def test_phone_layout_fits_the_screen(browser, painel):
     phone = Page(browser, painel.url, viewport=PHONE)
@@ -374,6 +639,65 @@ def test_phone_layout_fits_the_screen(browser, painel):
         assert phone.errors == []
     finally:
         phone.close()
+
+
+# -- the real product: `cryptotech run` on the fake CoinGecko ----------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("shift", [False, True], ids=["precos-de-2025", "agora"])
+def test_run_mode_banner_names_the_source_and_tells_late_data(browser, tmp_path, shift):
+    """``cryptotech run`` on the bundled fake CoinGecko: its prices are real history (2025), so
+    unless the fake shifts them to now (``--now``) the page must not look live."""
+    from cryptotech.testing.fake_coingecko import FakeCoinGecko, offset_to_now
+
+    port = free_port()
+    with FakeCoinGecko(time_offset=offset_to_now() if shift else 0) as fake:
+        env = cli_env(CRYPTOTECH_COINS="btc=bitcoin",
+                      CRYPTOTECH_MODEL__CANDIDATES='["bayes_linear"]',
+                      CRYPTOTECH_SOURCE__BASE_URL=fake.url,
+                      CRYPTOTECH_SOURCE__BACKFILL="false")
+        proc = start_cli(["run", "--db", tmp_path / "run.db", "--port", port], env, tmp_path,
+                         tmp_path / "run.log")
+        page = None
+        try:
+            url = f"http://127.0.0.1:{port}"
+
+            def first_price() -> bool:
+                assert proc.poll() is None, (tmp_path / "run.log").read_text()
+                try:
+                    return bool(httpx.get(url + "/status", timeout=2).json()["ticks_processados"])
+                except (httpx.HTTPError, ValueError, KeyError):
+                    return False
+
+            wait_until(first_price, timeout=90, interval=0.2)
+            page = Page(browser, url)
+            page.wait("() => document.querySelector('#idade-preco') !== null")
+            assert page.page.text_content("#tipo-fonte") == "CoinGecko (consulta periódica)"
+            age = page.page.text_content("#idade-preco")
+            if shift:
+                page.wait(f"() => {SELO}() === 'Ao vivo'")
+                assert re.match(r"Último preço (agora mesmo|há \d+ s|há [1-5] min) ", age), age
+            else:
+                page.wait(f"() => {SELO}() === 'Dados atrasados'")
+                assert re.match(r"Último preço há \d+ (meses|anos) \(\d\d/\d\d/2025 \d\d:\d\d, "
+                                r"horário de São Paulo\)$", age), age
+                assert "não são recentes" in page.page.get_attribute("#selo-fonte", "title")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.page.locator(".topo").screenshot(
+                path=str(ARTIFACTS / f"faixa-run-{'agora' if shift else '2025'}.png"))
+            assert not [e for e in page.errors if e.startswith("exceção")]
+        finally:
+            if page is not None:
+                page.close()
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except Exception:
+                proc.kill()
+                proc.wait(10)
 
 
 # -- the real product: `cryptotech demo`, stopped and started again ----------------------------
@@ -423,11 +747,17 @@ def screenshot(browser, url: str, name: str, viewport) -> Path:
     shot = Page(browser, url, viewport=viewport)
     try:
         shot.wait_for_data()
-        shot.wait("() => document.querySelector('#cartao-mae .cartao-valor').textContent !== '—'")
-        time.sleep(1.5)  # a few live seconds on the charts
+        shot.wait("() => document.querySelector('#cartao-cobertura .cartao-valor').textContent !== '—'")
+        # a few live ticks on the charts, and the replay's speed measured from them
+        last = shot.trace("grafico-preco", "Preço")["x"][-1]
+        shot.wait("([x]) => window.cryptotechPainel.pontos('grafico-preco')"
+                  ".find(t => t.nome === 'Preço').x.slice(-1)[0] > x", [last])
+        shot.wait("() => !document.querySelector('#velocidade') || !document.querySelector("
+                  "'#velocidade').textContent.includes('medindo')")
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / name
         shot.page.screenshot(path=str(path), full_page=True)
+        shot.page.screenshot(path=str(path.with_name(path.stem + "-topo.png")))  # first screen
         assert shot.errors == []
         return path
     finally:
@@ -447,6 +777,11 @@ def test_demo_moves_and_the_page_recovers_after_a_server_restart(browser, tmp_pa
         first = page.trace("grafico-preco", "Preço")["x"][-1]
         page.wait("([x]) => window.cryptotechPainel.pontos('grafico-preco')"
                   ".find(t => t.nome === 'Preço').x.slice(-1)[0] !== x", [first], timeout=10_000)
+        # a replay is not "Ao vivo": its banner says so, with the speed measured in the page
+        page.wait(f"() => {SELO}() === 'Reproduzindo o histórico'")
+        page.wait("() => /^Velocidade real: [0-9.,]+ (s|min|h) de mercado por segundo \\([0-9.,]+×\\)$/"
+                  ".test((document.querySelector('#velocidade') || {}).textContent)")
+        assert page.page.text_content("#tipo-fonte") == "Reprodução de dados reais (demo)"
         for name, viewport in (("painel.png", LAPTOP), ("painel-celular.png", PHONE)):
             assert screenshot(browser, demo.url, name, viewport).stat().st_size > 10_000
         # a 3-day window keeps the restart in view despite the 24 h burst that follows it
@@ -467,7 +802,10 @@ def test_demo_moves_and_the_page_recovers_after_a_server_restart(browser, tmp_pa
         page.wait("([x]) => window.cryptotechPainel.pontos('grafico-preco')"
                   ".find(t => t.nome === 'Preço').x.slice(-1)[0] > x", [stopped], timeout=60_000)
         page.wait("() => window.cryptotechPainel.estado.conexao === 'aberta'")
-        time.sleep(1.0)
+        # live ticks drawn after the reconnect, on top of the replayed ones
+        reopened = page.trace("grafico-preco", "Preço")["x"][-1]
+        page.wait("([x]) => window.cryptotechPainel.pontos('grafico-preco')"
+                  ".find(t => t.nome === 'Preço').x.slice(-1)[0] > x", [reopened])
         assert page.js("performance.getEntriesByType('navigation').length") == reloads == 1
         for graph in GRAPHS:
             for trace in page.traces(graph):

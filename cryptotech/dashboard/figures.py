@@ -3,7 +3,8 @@
 Every trace the browser fills carries ``meta = {"evento", "moeda", "x", "y", ...}``: the kind of
 stream event that feeds it (``tick``, ``previsao`` or ``resultado``), the coin, and the payload
 fields for x and y (or a derived value: ``variacao_real_pct``, ``limite_inferior_pct``,
-``limite_superior_pct``). Optional keys: ``filtro`` (only some events, e.g.
+``limite_superior_pct``, or a quantile ``q25``/``q75`` taken from ``quantis``). Optional keys:
+``horizonte`` (only the forecasts of that horizon), ``filtro`` (only some events, e.g.
 ``fora_do_intervalo``), ``cor`` (``[positive, negative]`` bar colours) and ``normalizar``
 (% change since the first point shown; raw prices kept in ``customdata``). The figure's
 ``layout.meta`` holds ``versao`` (which history belongs to it), ``janela_ms`` (points older
@@ -29,6 +30,7 @@ GRID = "rgba(139, 148, 158, 0.16)"
 PRICE = "#58a6ff"
 FORECAST = "#e3b341"
 BAND = "rgba(227, 179, 65, 0.16)"
+BAND_50 = "rgba(227, 179, 65, 0.34)"
 UP = "#3fb950"
 DOWN = "#f85149"
 REALISED = "#58a6ff"
@@ -94,16 +96,17 @@ def _line(name: str, colour: str, feed: dict[str, Any], hover: str, dash: str | 
                       hovertemplate=hover + "<extra></extra>", **more)
 
 
-def _band(moeda: str, evento: str, upper: str, lower: str, name: str, hover: str
-          ) -> list[go.Scatter]:
+def _band(moeda: str, evento: str, upper: str, lower: str, name: str, hover: str,
+          horizonte: str | None = None, fill: str = BAND) -> list[go.Scatter]:
     """The interval as a filled band: its upper edge, then the lower edge filled up to it."""
     edge = dict(color="rgba(227, 179, 65, 0.35)", width=0.5)
+    feed = {} if horizonte is None else {"horizonte": horizonte}
     return [
         go.Scatter(x=[], y=[], name=f"{name} (sup.)", mode="lines", line=edge, showlegend=False,
-                   meta=meta(evento, moeda, "alvo_em", upper),
+                   meta=meta(evento, moeda, "alvo_em", upper, **feed),
                    hovertemplate="máx. " + hover + "<extra></extra>"),
         go.Scatter(x=[], y=[], name=name, mode="lines", line=edge, fill="tonexty",
-                   fillcolor=BAND, meta=meta(evento, moeda, "alvo_em", lower),
+                   fillcolor=fill, meta=meta(evento, moeda, "alvo_em", lower, **feed),
                    hovertemplate="mín. " + hover + "<extra></extra>"),
     ]
 
@@ -113,34 +116,41 @@ def _price_axis(tick_format: str | None) -> dict[str, Any]:
 
 
 def price_figure(coin: str, versao: str, window_s: float, money: str, decimals: int,
-                 tick_format: str | None, horizon: str, level_pct: str) -> go.Figure:
-    """Price history, the forecast for ``horizon`` ahead (drawn at its target time) and its
-    interval band."""
+                 tick_format: str | None, horizon: str, level_pct: str,
+                 horizonte: str | None = None) -> go.Figure:
+    """Price history and the forecast for ``horizon`` ahead as a fan, drawn at its target
+    time: the band at the configured level, the 50 % band (quartiles) inside it, and the
+    middle of the range (the published median)."""
     value = f"{money} %{{y:,.{decimals}f}}"
+    feed = {} if horizonte is None else {"horizonte": horizonte}
     traces = [
         *_band(coin, "previsao", "limite_superior", "limite_inferior",
-               f"Intervalo de {level_pct}", value),
-        _line(f"Previsão (+{horizon})", FORECAST, meta("previsao", coin, "alvo_em", "previsao"),
-              f"previsão {value}", dash="dot"),
+               f"Faixa de {level_pct}", value, horizonte),
+        *_band(coin, "previsao", "q75", "q25", "Faixa de 50%", value, horizonte, BAND_50),
+        _line(f"Meio da faixa (+{horizon})", FORECAST,
+              meta("previsao", coin, "alvo_em", "previsao", **feed),
+              f"meio da faixa {value}", dash="dot"),
         _line("Preço", PRICE, meta("tick", coin, "horario", "preco"), f"preço {value}"),
     ]
     return go.Figure(traces, _layout(versao, window_s, _price_axis(tick_format)))
 
 
-def change_figure(coin: str, versao: str, window_s: float, horizon: str, level_pct: str
-                  ) -> go.Figure:
+def change_figure(coin: str, versao: str, window_s: float, horizon: str, level_pct: str,
+                  horizonte: str | None = None) -> go.Figure:
     """The realised change over the horizon (bars, green up, red down) against the predicted
     change and the interval, in % of the price when the forecast was made."""
     value = "%{y:+,.2f}%"
+    feed = {} if horizonte is None else {"horizonte": horizonte}
     traces = [
         *_band(coin, "resultado", "limite_superior_pct", "limite_inferior_pct",
-               f"Intervalo de {level_pct}", value),
+               f"Faixa de {level_pct}", value, horizonte),
         go.Bar(x=[], y=[], name=f"Variação real em {horizon}",
                marker=dict(color=[], line=dict(width=0)),
-               meta=meta("resultado", coin, "alvo_em", "variacao_real_pct", cor=[UP, DOWN]),
+               meta=meta("resultado", coin, "alvo_em", "variacao_real_pct", cor=[UP, DOWN],
+                         **feed),
                hovertemplate=f"real {value}<extra></extra>"),
         _line("Variação prevista", FORECAST,
-              meta("resultado", coin, "alvo_em", "variacao_prevista_pct"),
+              meta("resultado", coin, "alvo_em", "variacao_prevista_pct", **feed),
               f"prevista {value}", width=1.5),
     ]
     layout = _layout(versao, window_s, dict(ticksuffix="%", tickformat=",.1f"), bargap=0.05)
@@ -148,22 +158,24 @@ def change_figure(coin: str, versao: str, window_s: float, horizon: str, level_p
 
 
 def evolution_figure(coin: str, versao: str, window_s: float, money: str, decimals: int,
-                     tick_format: str | None, level_pct: str) -> go.Figure:
+                     tick_format: str | None, level_pct: str, horizonte: str | None = None
+                     ) -> go.Figure:
     """Each settled forecast against the price that came true, with its interval; the real
     prices that fell outside the interval are marked."""
     value = f"{money} %{{y:,.{decimals}f}}"
+    feed = {} if horizonte is None else {"horizonte": horizonte}
     traces = [
         *_band(coin, "resultado", "limite_superior", "limite_inferior",
-               f"Intervalo de {level_pct}", value),
-        _line("Previsto", FORECAST, meta("resultado", coin, "alvo_em", "previsao"),
+               f"Faixa de {level_pct}", value, horizonte),
+        _line("Previsto", FORECAST, meta("resultado", coin, "alvo_em", "previsao", **feed),
               f"previsto {value}", dash="dot"),
-        _line("Realizado", REALISED, meta("resultado", coin, "alvo_em", "preco_real"),
+        _line("Realizado", REALISED, meta("resultado", coin, "alvo_em", "preco_real", **feed),
               f"realizado {value}"),
-        go.Scatter(x=[], y=[], name="Fora do intervalo", mode="markers",
+        go.Scatter(x=[], y=[], name="Fora da faixa", mode="markers",
                    marker=dict(color=DOWN, size=6, symbol="x"),
                    meta=meta("resultado", coin, "alvo_em", "preco_real",
-                             filtro="fora_do_intervalo"),
-                   hovertemplate=f"fora do intervalo {value}<extra></extra>"),
+                             filtro="fora_do_intervalo", **feed),
+                   hovertemplate=f"fora da faixa {value}<extra></extra>"),
     ]
     return go.Figure(traces, _layout(versao, window_s, _price_axis(tick_format)))
 

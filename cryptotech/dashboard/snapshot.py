@@ -2,7 +2,9 @@
 
 All payloads are the API's own (:class:`~cryptotech.api.present.Presenter`), so a point read
 here looks exactly like the same point received on ``/stream``. The history is grouped by the
-stream event that would have carried it (``tick``, ``previsao``, ``resultado``), oldest first.
+stream event that would have carried it (``tick``, ``previsao``), oldest first; a settled
+forecast is sent once, as ``previsao`` with ``situacao = "realizada"``, and the page also draws
+it as the ``resultado`` it was (half the bytes of sending it twice).
 
 No gap between the history and the stream: the page opens ``/stream`` after
 :func:`newest_event_id` as read when the page was served, and every history read here happens
@@ -73,23 +75,30 @@ def _tick(presenter: Presenter, coin: str, ts: float, price: float) -> dict[str,
 
 
 def read_coin_history(store: Store, presenter: Presenter, coin: str, last_t: float | None,
-                      window_s: float) -> dict[str, Any]:
-    """One coin's ticks and forecasts in the window ending at its newest tick (blocking).
+                      window_s: float, horizon: str | None = None,
+                      horizon_s: float | None = None) -> dict[str, Any]:
+    """One coin's ticks and its forecasts at ``horizon`` (``None``: the first configured, of
+    ``horizon_s`` seconds) in the window ending at its newest tick (blocking).
 
     Forecasts are taken from one horizon before the window, so the forecast line and its
     band (drawn at their target times) start where the price line starts. The settled ones
-    are also given as ``resultado``: the outcome charts draw them.
+    (``situacao = "realizada"``) feed the outcome charts too.
     """
-    empty: dict[str, Any] = {"tick": [], "previsao": [], "resultado": []}
+    empty: dict[str, Any] = {"tick": [], "previsao": []}
     if last_t is None:
         return empty
     since = last_t - window_s
     ticks = [_tick(presenter, coin, ts, price)
              for ts, price in store.recent_ticks(coin, since, MAX_TICKS)]
+    ahead = presenter.horizon_s if horizon_s is None else horizon_s
     forecasts = [presenter.prediction(row).model_dump(mode="json")
-                 for row in store.predictions(coin, start=since - presenter.horizon_s)]
-    settled = [p for p in forecasts if p["situacao"] == "realizada"]
-    return {"tick": ticks, "previsao": forecasts, "resultado": settled}
+                 for row in store.predictions(coin, start=since - ahead, horizon=horizon)]
+    return {"tick": ticks, "previsao": forecasts}
+
+
+def settled(history: dict[str, Any]) -> bool:
+    """Whether the history holds a settled forecast (the outcome charts have something)."""
+    return any(p["situacao"] == "realizada" for p in history.get("previsao", []))
 
 
 def read_comparison(store: Store, presenter: Presenter, last_t: dict[str, float | None],
@@ -105,18 +114,24 @@ def read_comparison(store: Store, presenter: Presenter, last_t: dict[str, float 
                                                                            MAX_TICKS)]}
 
 
-def coin_state(state: Any, coin: str) -> tuple[dict[str, Any] | None, float | None]:
-    """The coin's metrics payload (as the ``metricas`` event) and its newest tick time."""
+def coin_state(state: Any, coin: str, horizon: str | None = None
+               ) -> tuple[dict[str, Any] | None, float | None]:
+    """The coin's metrics at ``horizon`` (``None``: the first configured), shaped as the
+    ``metricas`` event, and its newest tick time."""
     learner = state.engine.learners.get(coin)
     if learner is None:
         return None, None
-    metrics = state.presenter.metrics(coin, learner.model_in_use, learner.horizon_metrics())
-    return metrics.model_dump(mode="json"), learner.last_t
+    chosen = learner.horizon(horizon)
+    metrics = state.presenter.metrics(coin, chosen.model_in_use, chosen.metrics())
+    out = metrics.model_dump(mode="json")
+    if horizon is not None:
+        out["horizonte"] = horizon
+    return out, learner.last_t
 
 
 def source_state(state: Any) -> dict[str, Any]:
     """The ``status`` event's payload plus what the banner needs that it lacks: the kind of
-    source and its credit budget."""
+    source, its credit budget and a replay's measured speed."""
     engine, hub = state.engine, state.hub
     brief = state.presenter.status_brief(engine, hub.subscribers, hub.last_id)
     out = brief.model_dump(mode="json")
@@ -124,4 +139,6 @@ def source_state(state: Any) -> dict[str, Any]:
     out["tipo"] = src.source if src is not None else None
     out["creditos_usados_mes"] = src.credits_used_month if src is not None else 0
     out["orcamento_creditos"] = src.credit_budget if src is not None else 0
+    # a replay's measured speed, market seconds per second (sources that measure it)
+    out["velocidade_real"] = getattr(src, "velocidade_real", None)
     return out

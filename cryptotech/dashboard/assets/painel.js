@@ -17,7 +17,12 @@
  *    Redraws are coalesced: a round over the charts at most every INTERVALO_GRAFICOS ms.
  * 3. Cards and banner. The latest metrics, price, forecast and source state are handed to
  *    small Dash stores with dash_clientside.set_props (at most every INTERVALO_PAINEL ms);
- *    painel-cartoes.js draws them (clientside callbacks, namespace "painel").
+ *    painel-cartoes.js draws them (clientside callbacks, namespace "painel"). The banner also
+ *    gets the age of the newest price, the replay's real speed (market time per second of
+ *    clock, from the ticks' own times against their arrival here, unless the source reports
+ *    `velocidade_real`) and the engine's state (`motor`): from the `status` event when it
+ *    carries it, else from GET /status, read when the page starts and then every
+ *    INTERVALO_STATUS ms (a timer of its own: a stalled engine may stop the heartbeat too).
  *
  * window.cryptotechPainel exposes the state for tests and the latency benchmark: `medidas`
  * holds, for each live tick drawn, when it arrived and when its extendTraces finished.
@@ -33,6 +38,9 @@
   var MAX_RECENTES = 20000;
   var MAX_MEDIDAS = 20000;
   var ESPERA_FIGURA_MS = 20000;
+  var INTERVALO_STATUS = 30000;
+  var JANELA_RITMO_MS = 30000;
+  var MAX_RETORNOS = 2000;
 
   var e = {
     config: null,
@@ -58,7 +66,16 @@
     preenchidas: {},
     medidas: [],
     eventos: 0,
-    reconexoes: 0
+    reconexoes: 0,
+    ritmo: [],
+    ultimoPreco: null,
+    motor: null,
+    motorNoEvento: false,
+    velocidadeFonte: null,
+    statusLido: 0,
+    horizonte: null,
+    retornos: [],
+    statusRecebidos: 0
   };
 
   GRAFICOS.forEach(function (id) { e.pendentes[id] = []; });
@@ -70,7 +87,17 @@
       ? (valor / base - 1) * 100 : null;
   }
 
+  /* a quantile's price: `quantis` by key ({"q25": ...}) or, from an older server, a list */
+  function quantil(chave, i) {
+    return function (d) {
+      var q = d.quantis;
+      return !q ? null : Array.isArray(q) ? q[i] : q[chave];
+    };
+  }
+
   var DERIVADOS = {
+    q25: quantil("q25", 2),
+    q75: quantil("q75", 4),
     variacao_real_pct: function (d) { return pct(d.preco_real, d.preco_atual); },
     limite_inferior_pct: function (d) { return pct(d.limite_inferior, d.preco_atual); },
     limite_superior_pct: function (d) { return pct(d.limite_superior, d.preco_atual); }
@@ -78,6 +105,55 @@
   var FILTROS = {
     fora_do_intervalo: function (d) { return d.dentro_do_intervalo === false; }
   };
+
+  /*
+   * Market seconds per second of clock over the last JANELA_RITMO_MS of arrivals: samples are
+   * {chegada: arrival ms, mercado: newest tick time ms so far}. Null below 2 s of arrivals.
+   */
+  function velocidade(amostras) {
+    if (!amostras || amostras.length < 2) { return null; }
+    var a = amostras[0], b = amostras[amostras.length - 1];
+    var relogio = (b.chegada - a.chegada) / 1000;
+    if (relogio < 2) { return null; }
+    return Math.max(0, (b.mercado - a.mercado) / 1000) / relogio;
+  }
+
+  function anotarRitmo(horario, chegada) {
+    var t = Date.parse(horario);
+    if (!isFinite(t)) { return; }
+    if (e.ultimoPreco === null || t > e.ultimoPreco) { e.ultimoPreco = t; }
+    e.ritmo.push({chegada: chegada, mercado: e.ultimoPreco});
+    var corte = chegada - JANELA_RITMO_MS;
+    var velhas = 0;
+    while (velhas < e.ritmo.length - 2 && e.ritmo[velhas].chegada < corte) { velhas += 1; }
+    if (velhas) { e.ritmo.splice(0, velhas); }
+  }
+
+  /* a forecast without `horizonte` (an older server) is of the first configured horizon */
+  function doHorizonte(d, horizonte) {
+    return (d.horizonte || (e.config && e.config.horizonte_padrao)) === horizonte;
+  }
+
+  /* the realised volatility of the chosen coin and horizon: RMS of the settled forecasts'
+     log-returns (the last MAX_RETORNOS in the window), beside the RMS of the volatility
+     those same forecasts predicted */
+  function anotarRetorno(d) {
+    if (typeof d.preco_real !== "number" || !(d.preco_atual > 0) || !(d.preco_real > 0)) {
+      return;
+    }
+    e.retornos.push({real: Math.log(d.preco_real / d.preco_atual),
+      prevista: typeof d.volatilidade_prevista === "number" ? d.volatilidade_prevista : null});
+    if (e.retornos.length > MAX_RETORNOS) { e.retornos.splice(0, e.retornos.length - MAX_RETORNOS); }
+  }
+
+  /* root mean square of one field over the settled forecasts that have it */
+  function rms(campo) {
+    var soma = 0, n = 0;
+    e.retornos.forEach(function (r) {
+      if (typeof r[campo] === "number") { soma += r[campo] * r[campo]; n += 1; }
+    });
+    return n >= 2 ? Math.sqrt(soma / n) : null;
+  }
 
   function valor(campo, d) { return DERIVADOS[campo] ? DERIVADOS[campo](d) : d[campo]; }
 
@@ -122,20 +198,29 @@
     e.atualizadoEm = Date.now();
     if (tipo === "tick" || tipo === "previsao" || tipo === "resultado") {
       var item = {tipo: tipo, dados: dados, chegada: agora()};
+      if (tipo === "tick") { anotarRitmo(dados.horario, item.chegada); }
       e.recentes.push(item);
       if (e.recentes.length > MAX_RECENTES * 1.25) {
         e.recentes.splice(0, e.recentes.length - MAX_RECENTES);
       }
       GRAFICOS.forEach(function (id) { e.pendentes[id].push(item); });
       agendarGraficos();
-      if (dados.moeda === e.moeda && tipo !== "resultado") {
-        e.atual[tipo === "tick" ? "preco" : "previsao"] = dados;
-        e.atualNovo = true;
+      if (dados.moeda === e.moeda) {
+        if (tipo === "tick") {
+          e.atual.preco = dados;
+          e.atualNovo = true;
+        } else if (doHorizonte(dados, e.horizonte)) {
+          if (tipo === "previsao") { e.atual.previsao = dados; } else { anotarRetorno(dados); }
+          e.atualNovo = true;
+        }
       }
     } else if (tipo === "metricas") {
-      if (dados.moeda === e.moeda) { e.metricas = dados; e.metricasNovas = true; }
+      if (dados.moeda === e.moeda) { metricasDoHorizonte(dados); }
     } else if (tipo === "status") {
       e.fonte = dados;
+      if (dados.motor !== undefined) { e.motor = dados.motor; e.motorNoEvento = true; }
+      if (typeof dados.velocidade_real === "number") { e.velocidadeFonte = dados.velocidade_real; }
+
     } else if (tipo === "reset") {
       recarregar();
     } else if (tipo === "adeus" || tipo === "removido") {
@@ -145,6 +230,42 @@
     }
     mudarConexao("aberta");
     agendarPainel();
+  }
+
+  /*
+   * A `metricas` event for the chosen coin: its top level is the first horizon's; another
+   * horizon's come in `por_horizonte` (published and reference only: the persistence and the
+   * candidates stay as the page last read them).
+   */
+  function metricasDoHorizonte(dados) {
+    var padrao = (e.config || {}).horizonte_padrao;
+    if (e.horizonte === padrao || e.horizonte === dados.horizonte) {
+      e.metricas = dados;
+    } else {
+      var h = dados.por_horizonte && dados.por_horizonte[e.horizonte];
+      if (!h) { return; }
+      e.metricas = Object.assign({}, e.metricas || {}, {publicado: h.publicado,
+        ewma: h.ewma || (e.metricas || {}).ewma, modelo_em_uso: h.modelo_em_uso,
+        horizonte: h.horizonte});
+    }
+    e.metricasNovas = true;
+  }
+
+  /* GET /status for what the `status` event does not carry (the engine's state). */
+  function lerStatus() {
+    if (e.motorNoEvento || !window.fetch || !e.config.status) { return; }
+    e.statusLido = agora();
+    window.fetch(e.config.status, {cache: "no-store", headers: {Accept: "application/json"}})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (j) {
+        if (!j) { return; }
+        e.statusRecebidos += 1;
+        if (!e.motorNoEvento) { e.motor = j.motor || null; }
+        var vel = j.fonte && j.fonte.velocidade_real;
+        if (typeof vel === "number") { e.velocidadeFonte = vel; }
+        agendarPainel();
+      })
+      .catch(function () { return null; });
   }
 
   /* The server could not resume after our last id ("reset"): read the history again. */
@@ -198,6 +319,7 @@
         var m = tracos[i].meta;
         if (!m || m.evento !== item.tipo || m.moeda !== d.moeda) { continue; }
         if (m.filtro && !(FILTROS[m.filtro] && FILTROS[m.filtro](d))) { continue; }
+        if (m.horizonte && !doHorizonte(d, m.horizonte)) { continue; }
         var xs = d[m.x];
         var x = typeof xs === "string" ? Date.parse(xs) : NaN;
         if (!(x > ultimos[i])) { continue; }
@@ -280,8 +402,12 @@
     var base = e.bases[versao];
     if (!base) { return false; }
     var itens = [];
-    ["tick", "previsao", "resultado"].forEach(function (tipo) {
-      (base.historico[tipo] || []).forEach(function (d) { itens.push({tipo: tipo, dados: d}); });
+    var historico = base.historico;
+    (historico.tick || []).forEach(function (d) { itens.push({tipo: "tick", dados: d}); });
+    (historico.previsao || []).forEach(function (d) {
+      itens.push({tipo: "previsao", dados: d});
+      /* a settled forecast comes once: it is also the `resultado` it was */
+      if (d.situacao === "realizada") { itens.push({tipo: "resultado", dados: d}); }
     });
     e.preenchidas[id] = versao;
     aplicar(id, gd, itens.concat(e.recentes));
@@ -351,15 +477,19 @@
   function atualizarPainel() {
     e.painelAgendado = null;
     e.ultimoPainel = agora();
+    var vel = typeof e.velocidadeFonte === "number" ? e.velocidadeFonte : velocidade(e.ritmo);
     setProps("painel-vivo", {data: {conexao: e.conexao, fonte: e.fonte,
-      atualizado_em: e.atualizadoEm, reconexoes: e.reconexoes}});
+      atualizado_em: e.atualizadoEm, reconexoes: e.reconexoes, motor: e.motor,
+      ultimo_preco: e.ultimoPreco, velocidade: vel, agora: Date.now()}});
     if (e.metricasNovas) {
       e.metricasNovas = false;
       setProps("painel-metricas", {data: e.metricas});
     }
     if (e.atualNovo) {
       e.atualNovo = false;
-      setProps("painel-atual", {data: {preco: e.atual.preco, previsao: e.atual.previsao}});
+      setProps("painel-atual", {data: {preco: e.atual.preco, previsao: e.atual.previsao,
+        vol_realizada: rms("real"), vol_prevista_media: rms("prevista"),
+        n_realizadas: e.retornos.length}});
     }
   }
 
@@ -372,6 +502,8 @@
       e.config = cfg;
       e.ultimoId = typeof cfg.ultimo_id === "number" ? cfg.ultimo_id : null;
       conectar();
+      lerStatus();
+      setInterval(lerStatus, INTERVALO_STATUS);
     },
     base: function (baseMoeda, baseComparador) {
       [baseMoeda, baseComparador].forEach(function (base) {
@@ -380,9 +512,20 @@
         if (base.moeda) {
           var historico = base.historico;
           e.moeda = base.moeda;
+          e.horizonte = base.horizonte || (e.config || {}).horizonte_padrao;
+          e.retornos = [];
+          historico.previsao.forEach(function (d) {
+            if (d.situacao === "realizada") { anotarRetorno(d); }
+          });
+          e.atualNovo = true;
+          agendarPainel();
           e.atual = {preco: historico.tick[historico.tick.length - 1] || null,
             previsao: historico.previsao[historico.previsao.length - 1] || null};
           e.metricas = null;
+          var ultimo = e.atual.preco && Date.parse(e.atual.preco.horario);
+          if (ultimo && (e.ultimoPreco === null || ultimo > e.ultimoPreco)) {
+            e.ultimoPreco = ultimo;
+          }
         }
         aguardarFigura(base);
       });
@@ -394,15 +537,31 @@
       [baseMoeda, baseComparador].forEach(function (b) { if (b) { vivas[b.versao] = true; } });
       Object.keys(e.bases).forEach(function (v) { if (!vivas[v]) { delete e.bases[v]; } });
     },
-    csv: function (moeda, cfg) {
-      return cfg && moeda ? cfg.csv.replace("{moeda}", encodeURIComponent(moeda))
-        : window.dash_clientside.no_update;
+    /*
+     * The CSV export of the chosen coin, window and horizon: the forecasts made from the
+     * window's start (the coin's newest price minus the window) to that newest price.
+     */
+    csv: function (moeda, janela, atual, horizonte, cfg) {
+      if (!cfg || !moeda) { return window.dash_clientside.no_update; }
+      var url = cfg.csv.replace("{moeda}", encodeURIComponent(moeda));
+      var fim = atual && atual.preco ? Date.parse(atual.preco.horario) : NaN;
+      var segundos = (cfg.janelas || {})[janela];
+      if (isFinite(fim) && segundos) {
+        url += "&inicio=" + encodeURIComponent(isoUtc(fim - segundos * 1000)) +
+          "&fim=" + encodeURIComponent(isoUtc(fim));
+      }
+      if (cfg.csv_ordem) { url += "&ordem=" + cfg.csv_ordem; }
+      if (cfg.csv_horizonte && horizonte) { url += "&horizonte=" + encodeURIComponent(horizonte); }
+      return url;
     }
   });
+
+  function isoUtc(ms) { return new Date(ms).toISOString().slice(0, 19) + "Z"; }
 
   window.cryptotechPainel = {
     estado: e,
     medidas: function () { return e.medidas.slice(); },
+    velocidade: velocidade,
     pontos: function (id) {
       var gd = graficoDom(id);
       return gd && gd.data ? gd.data.map(function (t) {
