@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptotech.domain import Outcome, Prediction, Tick
 from cryptotech.store import AlertRows, Checkpoint, StoredEvent
+
+if TYPE_CHECKING:
+    from cryptotech.config import Settings
 
 
 class StoreBackend(Protocol):
@@ -92,6 +95,11 @@ def describe_target(target: str | Path) -> str:
 
         return redact_url(str(target))
     return str(target)
+
+
+def store_target(settings: Settings) -> str | Path:
+    """Where the store is: ``[store] url`` when set (PostgreSQL), else the SQLite ``path``."""
+    return settings.store.url or settings.store.path
 
 
 def open_store(target: str | Path, default_horizon: str = "1h") -> StoreBackend:
