@@ -25,13 +25,12 @@ URL never appears in an error or a log line (:func:`redact_url`).
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.rows import dict_row
@@ -39,7 +38,7 @@ from psycopg_pool import ConnectionPool
 
 from cryptotech.domain import Outcome, Prediction, Tick, from_epoch, valid_price
 from cryptotech.errors import StoreError
-from cryptotech.storage import is_postgres_url
+from cryptotech.storage import is_postgres_url, redact_url
 from cryptotech.store import (
     ALERT_LOG_KEEP,
     ALERT_OUTBOX_MAX,
@@ -188,29 +187,6 @@ PG_MIGRATIONS: dict[int, str] = {
 #: What :func:`pg_errors` turns into :class:`StoreError`: psycopg's errors (the pool's
 #: ``PoolTimeout`` is one) and those of serialising a payload, as in SQLite.
 MAPPED_ERRORS = (psycopg.Error, ValueError, TypeError, OverflowError)
-
-_PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (in the user part or a ``password=`` parameter) as ``***``.
-
-    >>> redact_url("postgresql://bob:s3cret@db.local:5432/ct?sslmode=require")
-    'postgresql://bob:***@db.local:5432/ct?sslmode=require'
-    >>> redact_url("postgresql://db/ct?user=bob&password=s3cret")
-    'postgresql://db/ct?user=bob&password=***'
-    """
-    try:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            user, _, host = parts.netloc.rpartition("@")
-            name = user.partition(":")[0]
-            parts = parts._replace(netloc=f"{name}:***@{host}")
-        url = urlunsplit(parts)
-    except ValueError:  # not even a URL: show nothing of what follows the scheme's user part
-        url = url.split("@")[-1]
-    return _PASSWORD_PARAM.sub(r"\1***", url)
-
 
 def _password(url: str) -> str | None:
     try:

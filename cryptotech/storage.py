@@ -8,15 +8,19 @@ picks one from the ``--store`` / ``--db`` target, so callers never know which on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from cryptotech.domain import Outcome, Prediction, Tick
 from cryptotech.store import AlertRows, Checkpoint, StoredEvent
 
 if TYPE_CHECKING:
     from cryptotech.config import Settings
+
+_PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
 
 
 class StoreBackend(Protocol):
@@ -84,17 +88,34 @@ def is_postgres_url(target: object) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
+def redact_url(url: str) -> str:
+    """``url`` (a database or Redis URL) with its password as ``***`` (in the user part or a
+    ``password=`` parameter).
+
+    >>> redact_url("postgresql://bob:s3cret@db.local:5432/ct?sslmode=require")
+    'postgresql://bob:***@db.local:5432/ct?sslmode=require'
+    >>> redact_url("postgresql://db/ct?user=bob&password=s3cret")
+    'postgresql://db/ct?user=bob&password=***'
+    """
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            user, _, host = parts.netloc.rpartition("@")
+            name = user.partition(":")[0]
+            parts = parts._replace(netloc=f"{name}:***@{host}")
+        url = urlunsplit(parts)
+    except ValueError:  # not even a URL: show nothing of what follows the scheme's user part
+        url = url.split("@")[-1]
+    return _PASSWORD_PARAM.sub(r"\1***", url)
+
+
 def describe_target(target: str | Path) -> str:
     """The store as shown to operators: the file, or the URL with its password hidden.
 
     >>> describe_target("postgresql://bob:s3cret@db/ct")
     'postgresql://bob:***@db/ct'
     """
-    if is_postgres_url(target):
-        from cryptotech.pgstore import redact_url
-
-        return redact_url(str(target))
-    return str(target)
+    return redact_url(str(target)) if is_postgres_url(target) else str(target)
 
 
 def store_target(settings: Settings) -> str | Path:
