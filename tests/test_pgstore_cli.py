@@ -165,3 +165,22 @@ def test_demo_on_postgresql_killed_mid_replay_ends_like_an_uninterrupted_sqlite_
     assert got["predictions"] == want["predictions"]
     assert got["outcomes"] == want["outcomes"]
     assert "hunter2" not in (tmp_path / "log.txt").read_text()
+
+
+def test_store_url_in_config_toml_runs_the_demo_on_postgresql(tmp_path):
+    with fresh_database() as url:
+        port = free_port()
+        (tmp_path / "config.toml").write_text(f'[coins]\nbtc = "bitcoin"\n\n[store]\nurl = "{url}"\n')
+        proc = start_cli(["demo", "--port", port, "--speed", "1e6"], cli_env(), tmp_path,
+                         tmp_path / "log.txt", stdout=subprocess.DEVNULL)
+        try:
+            def answers() -> bool:
+                if pg_ticks(url) < 100:
+                    return False
+                status, forecast = get_json(f"http://127.0.0.1:{port}/prever/btc")
+                return status == 200 and forecast["moeda"] == "btc"
+
+            wait_for(answers, proc, tmp_path / "log.txt", 120)
+        finally:
+            stop(proc)
+        assert not (tmp_path / "cryptotech-demo.db").exists()  # nothing went to SQLite
