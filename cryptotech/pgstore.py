@@ -240,8 +240,11 @@ class PostgresStore:
             with psycopg.connect(url, autocommit=True, connect_timeout=timeout) as conn:
                 self._migrate(conn)
                 self._probe_write(conn)
+            # check: a connection the server dropped while idle in the pool (a restart, an
+            # idle timeout) is replaced when taken, instead of failing the next tick
             self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False,
                                         kwargs={"autocommit": True}, timeout=connect_timeout,
+                                        check=ConnectionPool.check_connection,
                                         name="cryptotech-store")
             self._pool.open(wait=True, timeout=connect_timeout)
 

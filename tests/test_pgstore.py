@@ -104,3 +104,20 @@ def test_a_role_that_cannot_write_is_refused_when_opened():
                 conn.execute(f'DROP OWNED BY "{reader}"')
                 conn.execute(f'DROP ROLE "{reader}"')
 
+
+
+def test_connections_the_server_dropped_are_replaced_without_an_error():
+    from conftest import random_walk
+
+    ticks = random_walk(4)
+    with fresh_database() as url, PostgresStore(url) as store:
+        store.commit_tick(ticks[0], [], [])
+        assert store.events_after(0)  # the pool holds idle connections now
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchone()[0]
+        assert killed >= 1
+        assert store.commit_tick(ticks[1], [], []) is not None  # a new connection, no error
+        assert len(store.events_after(0)) == 2 and store.counts()["ticks"] == 2
