@@ -246,7 +246,11 @@ class PostgresStore:
                                         kwargs={"autocommit": True}, timeout=connect_timeout,
                                         check=ConnectionPool.check_connection,
                                         name="cryptotech-store")
-            self._pool.open(wait=True, timeout=connect_timeout)
+            try:
+                self._pool.open(wait=True, timeout=connect_timeout)
+            except BaseException:
+                self._pool.close()  # its threads would keep trying to connect
+                raise
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -442,8 +446,7 @@ class PostgresStore:
 
     def latest_prediction(self, coin: str, horizon: str | None = None) -> dict[str, Any] | None:
         """The newest prediction of ``coin`` at ``horizon`` (``None``: the first configured)."""
-        with self.reading() as conn:
-            cur = conn.cursor(row_factory=dict_row)
+        with self.reading() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute("SELECT * FROM predictions WHERE coin = %s AND horizon = %s"
                                " ORDER BY id DESC LIMIT 1",
                                (coin, self._horizon(horizon))).fetchone()
