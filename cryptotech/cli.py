@@ -22,6 +22,7 @@ from cryptotech import __version__
 from cryptotech.config import Settings, format_duration, load_settings, parse_duration, zone_city
 from cryptotech.errors import ConfigError, CryptoTechError
 from cryptotech.sources import live_source
+from cryptotech.storage import describe_target, is_postgres_url, open_store, store_target
 
 log = logging.getLogger("cryptotech")
 
@@ -94,18 +95,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _server_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", type=Path, help="SQLite file (default from config)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, help="SQLite file (default from config)")
+    where.add_argument("--store", metavar="PATH|URL",
+                       help="the store: a SQLite file, or postgresql://user@host:5432/db to "
+                            "keep everything in PostgreSQL (default: [store] url or path)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, help="port (default 8000)")
 
 
-SERVER_FLAGS = {"store.path": "--db", "api.host": "--host", "api.port": "--port"}
+SERVER_FLAGS = {"store.path": "--db", "store.url": "--store", "api.host": "--host",
+                "api.port": "--port"}
 
 
 def _server_overrides(args: argparse.Namespace, default_db: Path | None = None) -> dict:
-    db = args.db or default_db
-    return {"store": {"path": str(db) if db else None},
+    url = args.store if is_postgres_url(args.store) else None
+    db = args.db or (Path(args.store) if args.store and not url else None) or default_db
+    return {"store": {"path": str(db) if db else None, "url": url},
             "api": {"host": args.host, "port": args.port}}
+
+
+def _server_flags_of(args: argparse.Namespace) -> dict[str, str]:
+    """Which flag set each key (``--store PATH`` sets store.path)."""
+    if args.store and not is_postgres_url(args.store):
+        return SERVER_FLAGS | {"store.path": "--store"}
+    return SERVER_FLAGS
+
+
+def check_store(settings: Settings) -> None:
+    """Open the store once and close it: a store it cannot use (read-only, newer schema, a
+    PostgreSQL server that refuses the URL or its credentials) is one line here, not a
+    traceback from the server's start-up. A PostgreSQL URL that does not work is a setting
+    error (exit 2, password hidden)."""
+    from cryptotech.errors import StoreError
+
+    target = store_target(settings)
+    if not is_postgres_url(target):
+        _check_db_folder(settings)
+    try:
+        open_store(target).close()
+    except StoreError as exc:
+        if is_postgres_url(target):
+            raise ConfigError(f"cannot use --store / store.url: {exc}") from None
+        raise
 
 
 def bind_port(host: str, port: int) -> list[socket.socket]:
@@ -182,7 +214,7 @@ def serve(settings: Settings, source, banner: str, sockets: list[socket.socket])
     base = f"http://{shown}:{port}"
     print(f"{banner}\n  painel:   {base}/painel/\n  API:      {base}/docs\n"
           f"  stream:   {base}/stream\n  status:   {base}/status\n"
-          f"  banco:    {settings.store.path}\n"
+          f"  banco:    {describe_target(store_target(settings))}\n"
           f"  horários: fuso de {zone_city(settings.timezone)}\nCtrl+C para parar.", flush=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=2, lifespan="on")
@@ -196,22 +228,16 @@ def serve(settings: Settings, source, banner: str, sockets: list[socket.socket])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cryptotech.store import Store
-
-    settings = settings_from(args, flags=SERVER_FLAGS, **_server_overrides(args))
+    settings = settings_from(args, flags=_server_flags_of(args), **_server_overrides(args))
     sockets = bind_port(settings.api.host, settings.api.port)
     with _closed_on_error(sockets):
-        _check_db_folder(settings)
-        # a store it cannot use (read-only, newer schema) is one line here, as for `demo`,
-        # not a traceback from the server's start-up
-        Store(settings.store.path).close()
+        check_store(settings)
         source = live_source(settings)
     return serve(settings, source, "CryptoTech: motor ao vivo (CoinGecko)", sockets)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from cryptotech.sources.replay import ReplaySource, bundled_inputs
-    from cryptotech.store import Store
 
     if not args.speed > 0:
         print("--speed must be positive", file=sys.stderr)
@@ -219,7 +245,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.laps is not None and args.laps < 1:  # 0 passes would be a server with no data
         print("--laps must be at least 1 (leave it out to replay forever)", file=sys.stderr)
         return 2
-    settings = settings_from(args, flags=SERVER_FLAGS,
+    settings = settings_from(args, flags=_server_flags_of(args),
                              **_server_overrides(args, Path("cryptotech-demo.db")),
                              source={"backfill": False})
     inputs = [(coin, path) for coin, path in bundled_inputs() if coin in settings.coins]
@@ -229,8 +255,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     sockets = bind_port(settings.api.host, settings.api.port)
     with _closed_on_error(sockets):
-        _check_db_folder(settings)
-        with Store(settings.store.path) as store:
+        check_store(settings)
+        with open_store(store_target(settings)) as store:
             resume = {coin: ts for coin, (_, ts) in store.last_ticks().items()}
         source = ReplaySource(inputs, speed=args.speed, resume_after=resume, laps=args.laps)
     return serve(settings, source, f"CryptoTech demo: dados reais de 30 dias a {args.speed:g}x",

@@ -197,11 +197,21 @@ class SourceSettings(_Section):
 
 
 class StoreSettings(_Section):
-    """The SQLite file and what is kept in it."""
+    """The database (a SQLite file, or a PostgreSQL server when ``url`` is set) and what is
+    kept in it."""
 
     path: Path = Path("cryptotech.db")
+    url: str = ""  # postgresql://user@host:5432/db: PostgreSQL instead of the SQLite file
     checkpoint_every: Duration = timedelta(minutes=5)
     tick_retention: Duration = timedelta(days=90)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, url: str) -> str:
+        if url and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("expected a postgresql://user@host:5432/database URL (or nothing: "
+                             "the SQLite file store.path)")
+        return url
 
 
 class ApiSettings(_Section):
@@ -410,7 +420,8 @@ def _first_error(exc: ValidationError, origin: Callable[[Sequence[str | int]], s
     message = str(err["msg"]).removeprefix("Value error, ")
     value = err.get("input")
     shown = ""
-    if not isinstance(value, dict) and key != "coingecko_api_key" and repr(value) not in message:
+    secret = key in ("coingecko_api_key", "store.url")  # a URL may hold a password
+    if not isinstance(value, dict) and not secret and repr(value) not in message:
         shown = f" (got {value!r})"
     return f"config: invalid value for '{key}' ({where}): {message}{shown}"
 

@@ -43,7 +43,8 @@ from cryptotech.hub import Event, Hub
 from cryptotech.learning.learner import CoinLearner, dumps, loads
 from cryptotech.sources.base import PriceSource, redact
 from cryptotech.sources.coingecko import CreditBudget
-from cryptotech.store import Store, StoredEvent
+from cryptotech.storage import StoreBackend
+from cryptotech.store import StoredEvent
 from cryptotech.supervisor import Supervisor
 
 log = logging.getLogger("cryptotech.engine")
@@ -66,7 +67,7 @@ SOURCE_NOT_LEARNING = {
 class Engine:
     """Runs the learners of every configured coin over a source of ticks."""
 
-    def __init__(self, settings: Settings, store: Store, hub: Hub, source: PriceSource | None,
+    def __init__(self, settings: Settings, store: StoreBackend, hub: Hub, source: PriceSource | None,
                  supervisor: Supervisor | None = None):
         self.settings = settings
         self.store = store

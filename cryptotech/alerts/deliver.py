@@ -40,7 +40,7 @@ from typing import Any
 from cryptotech.alerts.rules import _num
 from cryptotech.api.timefmt import local
 from cryptotech.config import Settings
-from cryptotech.store import Store
+from cryptotech.storage import StoreBackend as Store
 
 log = logging.getLogger("cryptotech.alerts")
 

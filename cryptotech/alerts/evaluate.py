@@ -27,7 +27,8 @@ from typing import Any
 
 from cryptotech.alerts.rules import MARKET, RegraAtiva, _num
 from cryptotech.domain import Outcome, Prediction, Tick
-from cryptotech.store import AlertRows, Store
+from cryptotech.storage import StoreBackend as Store
+from cryptotech.store import AlertRows
 
 FRESH: dict[str, Any] = {"armed": True, "last": None}
 CURRENCY = {"usd": "US$", "brl": "R$", "eur": "€", "gbp": "£"}

@@ -26,7 +26,8 @@ from cryptotech.alerts.evaluate import MarketRules
 from cryptotech.alerts.rules import OUTAGE, Regra, RegraAtiva, config_rules
 from cryptotech.config import Settings, horizon_label
 from cryptotech.hub import Event
-from cryptotech.store import AlertRows, Store
+from cryptotech.storage import StoreBackend as Store
+from cryptotech.store import AlertRows
 
 log = logging.getLogger("cryptotech.alerts")
 

@@ -46,7 +46,7 @@ from cryptotech.config import Settings
 from cryptotech.engine import Engine
 from cryptotech.hub import Event
 from cryptotech.sources.base import PriceSource
-from cryptotech.store import Store
+from cryptotech.storage import open_store, store_target
 
 log = logging.getLogger("cryptotech.api")
 
@@ -74,7 +74,8 @@ def create_app(settings: Settings, source: PriceSource | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.store.path, default_horizon=settings.model.horizon_labels[0])
+        store = open_store(store_target(settings),
+                           default_horizon=settings.model.horizon_labels[0])
         hub = stream.StreamHub(presenter.event, settings.api.max_subscribers,
                                settings.api.subscriber_queue)
         forecasts = ForecastCache()
