@@ -144,6 +144,8 @@ class MarketClock:
         self._day_n = [0.0] * 7
         self._overall = 0.0
         self._overall_n = 0.0
+        self._cached_hour: list[float | None] = [None] * bins_per_day
+        self._cached_day: list[float | None] = [None] * 7
         self._har: list[float] = []
         self._last: tuple[float, float] | None = None
         self.cum_var = 0.0  # sum of squared log-returns so far (realised variance clock)
@@ -157,8 +159,15 @@ class MarketClock:
         if self._overall <= 0:
             return 1.0
         h, d = self._bins(t)
-        return self._shrunk(self._hour_mean[h], self._hour_n[h]) * self._shrunk(
-            self._day_mean[d], self._day_n[d])
+        # the same factors are asked for by every horizon between two ticks: kept until the
+        # next tick changes the profile
+        hour = self._cached_hour[h]
+        if hour is None:
+            hour = self._cached_hour[h] = self._shrunk(self._hour_mean[h], self._hour_n[h])
+        day = self._cached_day[d]
+        if day is None:
+            day = self._cached_day[d] = self._shrunk(self._day_mean[d], self._day_n[d])
+        return hour * day
 
     def _shrunk(self, mean: float, n: float) -> float:
         if n <= 0 or mean <= 0:
@@ -173,6 +182,10 @@ class MarketClock:
         step = horizon / steps
         return sum(self.factor(t + (i + 0.5) * step) for i in range(steps)) / steps
 
+    def _forget_factors(self) -> None:
+        self._cached_hour = [None] * self.bins_per_day
+        self._cached_day = [None] * 7
+
     def components(self) -> list[float]:
         """The HAR components (deseasonalised variance per second), fastest first."""
         return list(self._har)
@@ -182,6 +195,7 @@ class MarketClock:
         last, self._last = self._last, (t, lp)
         if last is None:
             return
+        self._forget_factors()
         dt = t - last[0]
         r2 = (lp - last[1]) ** 2
         self.cum_var += r2
@@ -202,6 +216,7 @@ class MarketClock:
         self._overall_n += 1.0
         a_all = 1.0 - math.exp(-dt * LN2 / hl)
         self._overall += max(a_all, 1.0 / self._overall_n) * (capped - self._overall)
+        self._forget_factors()
         deseason = rate / self.factor(t)
         deseason_capped = capped / self.factor(t)
         if not self._har:
