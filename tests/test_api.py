@@ -231,7 +231,7 @@ def test_metricas_beside_persistence(api):
     body = api.client.get("/metricas/eth").json()
     learner_metrics = api.call(lambda: api.state.engine.learners["eth"].horizon_metrics())
     assert body["moeda"] == "eth" and body["modelo_em_uso"] == "persistence"
-    assert set(body["candidatos"]) == {"bayes_linear", "ewma"}
+    assert set(body["candidatos"]) == {"bayes_linear", "ewma", "har"}
     assert body["publicado"]["resultados"] == learner_metrics["published"]["n"] > 0
     assert body["persistencia"]["mae"] == pytest.approx(learner_metrics["persistence"]["mae"])
     assert body["candidatos"]["bayes_linear"]["skill_vs_persistencia"] == pytest.approx(

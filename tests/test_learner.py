@@ -139,7 +139,7 @@ def test_a_candidate_losing_badly_loses_its_weight_and_costs_nothing_material():
     first(learner).models["bayes_linear"] = Recorder(answer=2.5)  # always "up 2.5 sigma"
     predictions, outcomes = run(learner, random_walk(3000, seed=7))
     assert {p.model for p in predictions[-2000:]} == {PERSISTENCE}
-    assert first(learner).median.weights()[1] < 0.01
+    assert first(learner).median.weights()[1] < 0.05
     m = learner.horizon_metrics()
     assert m["bayes_linear"]["skill"] < -0.05  # it really is losing (fenced at 0.5 sigma)
     assert m["published"]["skill"] > -0.002

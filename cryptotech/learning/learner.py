@@ -46,6 +46,9 @@ EWMA = "ewma"
 HAR = "har"
 """The volatility-aware distribution: seasonal HAR volatility, conformal quantiles."""
 
+MIN_OUTCOMES = 200
+"""Outcomes the median's aggregation learns from before a point candidate may move it."""
+
 SCORES_PER_HORIZON = 24
 """At most this many labels per horizon span feed the volatility regression and the conformal
 scores (the others overlap them almost entirely)."""
@@ -294,8 +297,9 @@ class HorizonLearner:
                 z = m.predict_one(x)
                 z = z if math.isfinite(z) else 0.0
                 cand.append(max(-bound, min(bound, z * sig_e)) if calm else 0.0)
-            median = self.median.aggregate([0.0, *cand])
-            p_up = self.p_up.aggregate([0.5, *(_NORMAL.cdf(m / vol_pub) for m in cand)])
+            if self.median.n >= MIN_OUTCOMES:  # before that, BOA's weights mean little
+                median = self.median.aggregate([0.0, *cand])
+                p_up = self.p_up.aggregate([0.5, *(_NORMAL.cdf(m / vol_pub) for m in cand)])
             weights = self.median.weights()
             top = max(range(len(weights)), key=weights.__getitem__)
             model = top if median != 0.0 else 0
