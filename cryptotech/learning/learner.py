@@ -46,6 +46,11 @@ EWMA = "ewma"
 HAR = "har"
 """The volatility-aware distribution: seasonal HAR volatility, conformal quantiles."""
 
+VOL_RATIO_CLIP = 100.0
+"""The HAR volatility stays within this factor of the EWMA baseline's."""
+MAX_LOG_MOVE = 5.0
+"""No published quantile is further than ``exp(5)`` (x148) from the price, whatever happens."""
+
 MIN_OUTCOMES = 200
 """Outcomes the median's aggregation learns from before a point candidate may move it."""
 
@@ -277,7 +282,15 @@ class HorizonLearner:
         logs = [2.0 * math.log(sig_e) - math.log(now), *(math.log(c * h) for c in components)]
         features = dict(zip(_HAR_FEATURES, logs))
         log_scale = math.log(ahead)  # the profile of the horizon ahead, coefficient 1
-        sig_h = math.exp(0.5 * (self.rls.predict_one(features) + log_scale))
+        log_var = self.rls.predict_one(features) + log_scale
+        # the regression may extrapolate wildly on a degenerate stream (a perfectly smooth
+        # series, a stuck price): never further than VOL_RATIO_CLIP from the baseline
+        bound = 2.0 * math.log(VOL_RATIO_CLIP)
+        log_e = 2.0 * math.log(sig_e)
+        if not math.isfinite(log_var):
+            log_var = log_e
+        log_var = min(max(log_var, log_e - bound), log_e + bound)
+        sig_h = math.exp(0.5 * log_var)
         har_off = symmetric_offsets(self.levels, self.conformal.multiplier)
         # the spread: each level's aggregate of the experts, kept in order
         agg: list[float] = []
@@ -310,6 +323,7 @@ class HorizonLearner:
             har = 0.5 * (self.conformal.fraction_above(up / sig_h)
                          + self.conformal.fraction_above(down / sig_h))
             moves.append(w_e * gauss + w_h * har)
+        agg = [min(max(v, -MAX_LOG_MOVE), MAX_LOG_MOVE) for v in agg]
         quantiles = [price * math.exp(median + agg[i]) for i in self._i_quantiles]
         quantiles[QUANTILE_LEVELS.index(0.5)] = price * math.exp(median)
         forecast = price * math.exp(median)

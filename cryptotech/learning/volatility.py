@@ -27,6 +27,7 @@ HOUR = 3600.0
 DAY = 86400.0
 WEEK = 7 * DAY
 RATE_FLOOR = 1e-14  # variance per second; far below any traded coin's
+WINDUP_CAP = 1000.0  # the regression's covariance trace: at most this many times the prior's
 
 
 class RiskMetrics:
@@ -287,6 +288,15 @@ class RecursiveLeastSquares(base.Regressor):
         err = y - sum(wi * vi for wi, vi in zip(self.weights, v))
         self.weights = [wi + g * err for wi, g in zip(self.weights, gain)]
         inv_forget = 1.0 / forget
-        self._p = [[(p[i][j] - gain[i] * pv[j]) * inv_forget for j in range(len(v))]
-                   for i in range(len(v))]
+        new_p = [[(p[i][j] - gain[i] * pv[j]) * inv_forget for j in range(len(v))]
+                 for i in range(len(v))]
+        # forgetting inflates the covariance of directions the data no longer excite (a stuck
+        # or perfectly smooth price) without bound ("wind-up"): its trace is capped far above
+        # the prior's, where it never is on real data
+        trace = sum(new_p[i][i] for i in range(len(v)))
+        cap = WINDUP_CAP * self.prior_variance * len(v)
+        if trace > cap:
+            scale = cap / trace
+            new_p = [[value * scale for value in row] for row in new_p]
+        self._p = new_p
         self.n += 1
