@@ -37,7 +37,7 @@ DAY = 86400.0
 
 # The candidate sets benchmarked: the default config and each candidate alone.
 CONFIGS: dict[str, list[str]] = {
-    "default": ["bayes_linear", "hoeffding_tree", "arf"],
+    "default": [],  # config.toml: no point candidate (persistence median, forecast spread)
     "bayes_linear": ["bayes_linear"],
     "hoeffding_tree": ["hoeffding_tree"],
     "arf": ["arf"],

@@ -132,6 +132,11 @@ class ModelSettings(_Section):
     metrics_window: int = Field(default=1000, ge=10, le=1_000_000)
     arf_trees: int = Field(default=10, ge=1, le=100)
     max_pending: int = Field(default=20_000, ge=10)
+    conformal_window: int = Field(default=3000, ge=50, le=100_000)
+    har_memory: float = Field(default=2000.0, ge=10.0)
+    har_prior_variance: float = Field(default=0.05, gt=0.0)
+    fence: float = Field(default=0.5, ge=0.0, le=3.0)
+    spike_ratio: float = Field(default=4.0, gt=1.0)
 
     @model_validator(mode="before")
     @classmethod

@@ -314,7 +314,7 @@ def test_metricas_beside_persistence(api):
     body = api.client.get("/metricas/eth").json()
     learner_metrics = api.call(lambda: api.state.engine.learners["eth"].horizon_metrics())
     assert body["moeda"] == "eth" and body["modelo_em_uso"] == "persistence"
-    assert set(body["candidatos"]) == {"bayes_linear"}  # the EWMA baseline has its own block
+    assert set(body["candidatos"]) == {"bayes_linear", "har"}  # the EWMA baseline has its own block
     assert body["ewma"]["resultados"] == learner_metrics["ewma"]["n"] > 0
     assert body["publicado"]["resultados"] == learner_metrics["published"]["n"] > 0
     assert body["persistencia"]["mae"] == pytest.approx(learner_metrics["persistence"]["mae"])

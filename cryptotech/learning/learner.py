@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 import pickle
 import platform
+from array import array
 from collections import Counter, deque
-from dataclasses import dataclass
 from statistics import NormalDist
 
 import river
@@ -30,33 +30,37 @@ import river
 from cryptotech.config import ModelSettings, horizon_label
 from cryptotech.domain import QUANTILE_LEVELS, Outcome, Prediction, Tick, from_epoch, valid_price
 from cryptotech.errors import CheckpointError
+from cryptotech.learning.aggregation import BOA, MLPoly, pinball_gradient, squared_gradient
+from cryptotech.learning.distribution import ScaleConformal, symmetric_offsets
 from cryptotech.learning.features import TickFeatures
-from cryptotech.learning.models import LABEL_CLIP, PERSISTENCE, Z_CLIP, make_candidate
+from cryptotech.learning.models import LABEL_CLIP, PERSISTENCE, make_candidate
 from cryptotech.learning.scoring import ForecastScores, with_skills
-from cryptotech.learning.volatility import RiskMetrics
+from cryptotech.learning.volatility import HOUR, MarketClock, RecursiveLeastSquares, RiskMetrics
 
-__all__ = ["EWMA", "PERSISTENCE", "PUBLISHED", "CoinLearner", "HorizonLearner", "dumps",
+__all__ = ["EWMA", "HAR", "PERSISTENCE", "PUBLISHED", "CoinLearner", "HorizonLearner", "dumps",
            "horizon_label", "loads"]
 
 PUBLISHED = "published"
 EWMA = "ewma"
 """The baseline: RiskMetrics EWMA-Gaussian band around persistence, ``P(rise) = 0.5``."""
+HAR = "har"
+"""The volatility-aware distribution: seasonal HAR volatility, conformal quantiles."""
+
+VOL_RATIO_CLIP = 100.0
+"""The HAR volatility stays within this factor of the EWMA baseline's."""
+MAX_LOG_MOVE = 5.0
+"""No published quantile is further than ``exp(5)`` (x148) from the price, whatever happens."""
+
+MIN_OUTCOMES = 200
+"""Outcomes the median's aggregation learns from before a point candidate may move it."""
+
+SCORES_PER_HORIZON = 24
+"""At most this many labels per horizon span feed the volatility regression and the conformal
+scores (the others overlap them almost entirely)."""
 
 _NORMAL = NormalDist()
-_Z_LEVELS = tuple(_NORMAL.inv_cdf(tau) for tau in QUANTILE_LEVELS)
-
-
-@dataclass(slots=True)
-class Pending:
-    """A prediction waiting for the price at its target time."""
-
-    made_at: float
-    target: float
-    log_price: float
-    sigma: float  # the EWMA baseline's std of the horizon log-return at made_at
-    x: dict | None  # the candidates' features (None without candidates)
-    z_hat: dict  # candidate -> its normalised forecast
-    prediction: Prediction
+_HAR_FEATURES = ["ewma", "har_15m", "har_4h", "har_day", "har_week"]
+_HAR_PRIOR = {"ewma": 1.0}
 
 
 def move_probabilities(sigma: float, thresholds: list[float]) -> tuple[tuple[float, float], ...]:
@@ -72,8 +76,65 @@ def move_probabilities(sigma: float, thresholds: list[float]) -> tuple[tuple[flo
     return tuple(out)
 
 
+class FloatQueue:
+    """A FIFO of fixed-width rows of floats in one flat array (8 bytes a value).
+
+    >>> q = FloatQueue(2)
+    >>> q.append([1.0, 2.0]); q.append([3.0, 4.0])
+    >>> len(q), q.first(0), q.popleft(), len(q)
+    (2, 1.0, [1.0, 2.0], 1)
+    """
+
+    def __init__(self, width: int):
+        self.width = width
+        self._data = array("d")
+        self._head = 0  # index of the first row's first value
+
+    def __len__(self) -> int:
+        return (len(self._data) - self._head) // self.width
+
+    def append(self, row) -> None:
+        self._data.extend(row)
+
+    def first(self, field: int) -> float:
+        return self._data[self._head + field]
+
+    def last(self, field: int) -> float:
+        return self._data[len(self._data) - self.width + field]
+
+    def rows(self):
+        """Every row, oldest first (copies)."""
+        for start in range(self._head, len(self._data), self.width):
+            yield self._data[start:start + self.width].tolist()
+
+    def popleft(self) -> list[float]:
+        start = self._head
+        row = self._data[start:start + self.width].tolist()
+        self._head += self.width
+        if self._head >= 4096 and self._head * 2 >= len(self._data):
+            del self._data[:self._head]
+            self._head = 0
+        return row
+
+
+# the layout of a pending row (FloatQueue), after which come the per-level and per-candidate parts
+_MADE, _LP, _PRICE, _FORECAST, _LOWER, _UPPER = range(6)
+_Q0 = 6  # 7 quantiles
+_P_UP, _VOL, _SIG_E, _SIG_H, _CUM, _LOG_SCALE, _F0 = 13, 14, 15, 16, 17, 18, 19
+_MODEL = _F0 + len(_HAR_FEATURES)
+_HEAD = _MODEL + 1  # then: har offsets, aggregate (per level), moves, candidates
+
+
 class HorizonLearner:
-    """Everything one coin has learned about one horizon ``seconds`` ahead."""
+    """Everything one coin has learned about one horizon ``seconds`` ahead.
+
+    Experts: ``ewma`` (the baseline), ``har`` (seasonal HAR volatility with conformal
+    quantiles) and the optional point candidates. The published spread at each quantile level
+    is their BOA aggregate on pinball loss; the published median is persistence, or the BOA
+    aggregate (absolute loss) of persistence and the candidates, fenced: never further than
+    ``fence`` published standard deviations from the price, and persistence while the
+    volatility spikes.
+    """
 
     def __init__(self, coin: str, seconds: float, settings: ModelSettings):
         self.coin = coin
@@ -81,98 +142,215 @@ class HorizonLearner:
         self.label = horizon_label(seconds)
         self.settings = settings
         self.tolerance = settings.label_tolerance.total_seconds()
-        self.z_interval = _NORMAL.inv_cdf(0.5 + settings.interval_level / 2.0)
+        alpha = 1.0 - settings.interval_level
+        # the levels of the spread: the published quantiles and the interval's ends
+        self.levels = tuple(sorted(set(QUANTILE_LEVELS) | {alpha / 2.0, 1.0 - alpha / 2.0}))
+        self._i_lower = self.levels.index(alpha / 2.0)
+        self._i_upper = self.levels.index(1.0 - alpha / 2.0)
+        self._i_quantiles = [self.levels.index(tau) for tau in QUANTILE_LEVELS]
+        self._z = [_NORMAL.inv_cdf(tau) for tau in self.levels]
         self.models = {name: make_candidate(name, settings.seed, settings.arf_trees)
                        for name in settings.candidates}
-        every = [PUBLISHED, PERSISTENCE, EWMA, *self.models]
+        self.names = [PERSISTENCE, *self.models]
+        self.rls = RecursiveLeastSquares(_HAR_FEATURES, prior=_HAR_PRIOR,
+                                         prior_variance=settings.har_prior_variance,
+                                         forget=1.0 - 1.0 / settings.har_memory)
+        self.conformal = ScaleConformal(settings.conformal_window)
+        self.spread = [MLPoly(2) for _ in self.levels]  # experts: ewma, har
+        # persistence first, and favoured: a candidate has to earn its weight
+        prior = [0.8, *([0.2 / len(self.models)] * len(self.models))] if self.models else [1.0]
+        self.median = BOA(len(self.names), prior)
+        self.p_up = BOA(len(self.names), prior)
+        n_lv, n_c = len(self.levels), len(self.models)
+        self._width = _HEAD + 2 * n_lv + len(settings.move_thresholds) + n_c
+        self.pending = FloatQueue(self._width)
+        self.pending_x: deque[dict] = deque()  # the candidates' features, if any
+        every = [PUBLISHED, PERSISTENCE, EWMA, HAR, *self.models]
         self.scores = {name: ForecastScores(settings.metrics_window, settings.interval_level)
                        for name in every}
-        self.pending: deque[Pending] = deque()
         self.counts: Counter = Counter()
-        self.last_prediction: Prediction | None = None
+        self.model_in_use = PERSISTENCE
+        self.overlap = 1.0  # outcomes per horizon: ticks per horizon at the recent spacing
+        self._last_learned = -math.inf
 
     # -- labels ------------------------------------------------------------------------------
 
-    def settle(self, t0: float | None, lp0: float | None, t: float, log_price: float
-               ) -> list[Outcome]:
-        """Label and learn from every pending prediction whose target ``t`` has reached."""
+    def settle(self, t0: float | None, lp0: float | None, t: float, log_price: float,
+               cum_var: float) -> list[Outcome]:
+        """Label and learn from every pending prediction whose target ``t`` has reached.
+        ``cum_var`` is the sum of squared log-returns up to the tick before this one."""
         outcomes = []
-        while self.pending and self.pending[0].target <= t:
-            item = self.pending.popleft()
-            if t0 is None or lp0 is None or min(item.target - t0, t - item.target) > self.tolerance:
+        while len(self.pending) and self.pending.first(_MADE) + self.seconds <= t:
+            row = self.pending.popleft()
+            x = self.pending_x.popleft() if self.models else None
+            target = row[_MADE] + self.seconds
+            if t0 is None or lp0 is None or min(target - t0, t - target) > self.tolerance:
                 self.counts["unlabelled_gap"] += 1
                 continue
-            w = (item.target - t0) / (t - t0)
-            outcomes.append(self._learn(item, lp0 + w * (log_price - lp0)))
+            w = (target - t0) / (t - t0)
+            step = log_price - lp0
+            label = lp0 + w * step
+            realised = cum_var - row[_CUM] + w * step * step
+            outcomes.append(self._learn(row, x, label, realised))
         return outcomes
 
-    def _learn(self, item: Pending, label_log_price: float) -> Outcome:
-        y = label_log_price - item.log_price
-        p = item.prediction
-        price, actual = p.price, math.exp(label_log_price)
-        sigma = item.sigma
-        if item.x is not None:
-            z = max(-LABEL_CLIP, min(LABEL_CLIP, y / sigma))
+    def _learn(self, row: list[float], x: dict | None, label_log_price: float,
+               realised: float) -> Outcome:
+        y = label_log_price - row[_LP]
+        prediction = self._prediction(row)
+        price, actual = prediction.price, math.exp(label_log_price)
+        sig_e, sig_h = row[_SIG_E], row[_SIG_H]
+        n_lv = len(self.levels)
+        har_off = row[_HEAD:_HEAD + n_lv]
+        agg = row[_HEAD + n_lv:_HEAD + 2 * n_lv]
+        cand = row[self._width - len(self.models):]
+        # the volatility regression and the conformal scores
+        features = dict(zip(_HAR_FEATURES, row[_F0:_MODEL]))
+        # labels overlap (one a tick, each spanning the horizon): at most SCORES_PER_HORIZON
+        # of them per horizon are learned from, so windows and memories span the same time
+        # whatever the horizon (24 h at 5-minute ticks: one label an hour)
+        if row[_MADE] - self._last_learned >= self.seconds / SCORES_PER_HORIZON:
+            self._last_learned = row[_MADE]
+            self.rls.learn_one(features, math.log(max(realised, 1e-18)) - row[_LOG_SCALE])
+            self.conformal.update(abs(y) / sig_h)
+        # the aggregation of the spread, level by level, on pinball loss
+        overlap = self.overlap
+        for i, tau in enumerate(self.levels):
+            experts = [self._z[i] * sig_e, har_off[i] * sig_h]
+            self.spread[i].update(experts, agg[i], pinball_gradient(agg[i], y, tau), overlap)
+        if self.models:
+            issued = math.log(row[_FORECAST] / price)
+            self.median.update([0.0, *cand], issued, pinball_gradient(issued, y, 0.5), overlap)
+            probs = [0.5, *(_NORMAL.cdf(m / row[_VOL]) for m in cand)]
+            up = 1.0 if y > 0 else 0.0
+            self.p_up.update(probs, row[_P_UP], squared_gradient(row[_P_UP], up), overlap)
+            z = max(-LABEL_CLIP, min(LABEL_CLIP, y / sig_e))
             for model in self.models.values():
-                model.learn_one(item.x, z)
-        half = self.z_interval * sigma
-        ewma_q = tuple(price * math.exp(z * sigma) for z in _Z_LEVELS)
+                model.learn_one(x or {}, z)
+        # scores
+        half = self._z[self._i_upper] * sig_e
         self.scores[EWMA].update(price, price, price * math.exp(-half), price * math.exp(half),
-                                 actual, ewma_q, 0.5, sigma)
+                                 actual, tuple(price * math.exp(self._z[i] * sig_e)
+                                               for i in self._i_quantiles), 0.5, sig_e)
+        har_q = tuple(price * math.exp(har_off[i] * sig_h) for i in self._i_quantiles)
+        self.scores[HAR].update(price, price, price * math.exp(har_off[self._i_lower] * sig_h),
+                                price * math.exp(har_off[self._i_upper] * sig_h), actual, har_q,
+                                0.5, None)
         self.scores[PERSISTENCE].update(price, price, None, None, actual)
-        for name, z_hat in item.z_hat.items():
-            y_hat = z_hat * sigma
-            self.scores[name].update(price, price * math.exp(y_hat),
-                                     price * math.exp(y_hat - half), price * math.exp(y_hat + half),
-                                     actual)
+        for name, m in zip(self.models, cand):
+            self.scores[name].update(price, price * math.exp(m), None, None, actual)
+        p = prediction
         self.scores[PUBLISHED].update(price, p.forecast, p.lower, p.upper, actual, p.quantiles,
                                       p.p_up, p.vol)
         return Outcome(prediction=p, actual=actual)
 
+    def _prediction(self, row: list[float]) -> Prediction:
+        made = row[_MADE]
+        n_lv = len(self.levels)
+        moves = row[_HEAD + 2 * n_lv:_HEAD + 2 * n_lv + len(self.settings.move_thresholds)]
+        return Prediction(
+            coin=self.coin,
+            made_at=from_epoch(made),
+            target_at=from_epoch(made + self.seconds),
+            price=row[_PRICE],
+            forecast=row[_FORECAST],
+            lower=row[_LOWER],
+            upper=row[_UPPER],
+            model=self.names[int(row[_MODEL])],
+            horizon=self.label,
+            quantiles=tuple(row[_Q0:_Q0 + len(QUANTILE_LEVELS)]),
+            p_up=row[_P_UP],
+            vol=row[_VOL],
+            p_move=tuple(zip(self.settings.move_thresholds, moves)),
+        )
+
     # -- forecasts ---------------------------------------------------------------------------
 
     def forecast(self, t: float, price: float, log_price: float, vol: RiskMetrics,
-                 x: dict | None) -> Prediction | None:
-        sigma = vol.horizon_std(self.seconds)
-        if not sigma > 0:
+                 clock: MarketClock, x: dict | None) -> Prediction | None:
+        sig_e = vol.horizon_std(self.seconds)
+        self.overlap = max(1.0, vol.ticks_per(self.seconds))
+        components = clock.components()
+        if not sig_e > 0 or not components:
             self.counts["warming_up"] += 1
             return None
-        z_hat = {}
-        if x is not None:
-            for name, model in self.models.items():
-                z = model.predict_one(x)
-                z_hat[name] = max(-Z_CLIP, min(Z_CLIP, z)) if math.isfinite(z) else 0.0
-        half = self.z_interval * sigma
-        prediction = Prediction(
-            coin=self.coin,
-            made_at=from_epoch(t),
-            target_at=from_epoch(t + self.seconds),
-            price=price,
-            forecast=price,
-            lower=price * math.exp(-half),
-            upper=price * math.exp(half),
-            model=PERSISTENCE,
-            horizon=self.label,
-            quantiles=tuple(price * math.exp(z * sigma) for z in _Z_LEVELS),
-            p_up=0.5,
-            vol=sigma,
-            p_move=move_probabilities(sigma, self.settings.move_thresholds),
-        )
+        # the HAR volatility: regression on the log components, times the seasonal profile
+        h = self.seconds
+        ahead = clock.mean_factor(t, h)
+        now = clock.mean_factor(t - HOUR, HOUR)
+        # deseasonalised: the EWMA by the profile of the hour behind, the HAR components are
+        logs = [2.0 * math.log(sig_e) - math.log(now), *(math.log(c * h) for c in components)]
+        features = dict(zip(_HAR_FEATURES, logs))
+        log_scale = math.log(ahead)  # the profile of the horizon ahead, coefficient 1
+        log_var = self.rls.predict_one(features) + log_scale
+        # the regression may extrapolate wildly on a degenerate stream (a perfectly smooth
+        # series, a stuck price): never further than VOL_RATIO_CLIP from the baseline
+        bound = 2.0 * math.log(VOL_RATIO_CLIP)
+        log_e = 2.0 * math.log(sig_e)
+        if not math.isfinite(log_var):
+            log_var = log_e
+        log_var = min(max(log_var, log_e - bound), log_e + bound)
+        sig_h = math.exp(0.5 * log_var)
+        har_off = symmetric_offsets(self.levels, self.conformal.multiplier)
+        # the spread: each level's aggregate of the experts, kept in order
+        agg: list[float] = []
+        for i, boa in enumerate(self.spread):
+            value = boa.aggregate([self._z[i] * sig_e, har_off[i] * sig_h])
+            agg.append(max(value, agg[-1]) if agg else value)
+        # the volatility and the chance of large moves: the experts' mixed by their mean weight
+        w_e, w_h = (sum(ws) / len(self.spread) for ws in zip(*(b.weights() for b in self.spread)))
+        cal_h = sig_h * self.conformal.rms()
+        vol_pub = math.sqrt(w_e * sig_e * sig_e + w_h * cal_h * cal_h)
+        # the median: persistence unless candidates earn weight; fenced
+        median, p_up, model, cand = 0.0, 0.5, 0, []
+        if self.models and x is not None:
+            bound = self.settings.fence * vol_pub
+            calm = components[0] <= self.settings.spike_ratio * components[1]
+            for m in self.models.values():
+                z = m.predict_one(x)
+                z = z if math.isfinite(z) else 0.0
+                cand.append(max(-bound, min(bound, z * sig_e)) if calm else 0.0)
+            if self.median.n >= MIN_OUTCOMES:  # before that, BOA's weights mean little
+                median = self.median.aggregate([0.0, *cand])
+                p_up = self.p_up.aggregate([0.5, *(_NORMAL.cdf(m / vol_pub) for m in cand)])
+            weights = self.median.weights()
+            top = max(range(len(weights)), key=weights.__getitem__)
+            model = top if median != 0.0 else 0
+        moves = []
+        for thr in self.settings.move_thresholds:
+            up, down = math.log1p(thr), -math.log1p(-thr)
+            gauss = 1.0 - _NORMAL.cdf(up / sig_e) + _NORMAL.cdf(-down / sig_e)
+            har = 0.5 * (self.conformal.fraction_above(up / sig_h)
+                         + self.conformal.fraction_above(down / sig_h))
+            moves.append(w_e * gauss + w_h * har)
+        agg = [min(max(v, -MAX_LOG_MOVE), MAX_LOG_MOVE) for v in agg]
+        quantiles = [price * math.exp(median + agg[i]) for i in self._i_quantiles]
+        quantiles[QUANTILE_LEVELS.index(0.5)] = price * math.exp(median)
+        forecast = price * math.exp(median)
+        lower = min(price * math.exp(median + agg[self._i_lower]), forecast)
+        upper = max(price * math.exp(median + agg[self._i_upper]), forecast)
+        row = [t, log_price, price, forecast, lower, upper, *quantiles, p_up, vol_pub, sig_e,
+               sig_h, clock.cum_var, log_scale, *logs, float(model), *har_off, *agg, *moves,
+               *cand]
         if len(self.pending) >= self.settings.max_pending:
             self.pending.popleft()
+            if self.models:
+                self.pending_x.popleft()
             self.counts["pending_dropped"] += 1
-        self.pending.append(Pending(t, t + self.seconds, log_price, sigma, x, z_hat, prediction))
-        self.last_prediction = prediction
-        return prediction
+        self.pending.append(row)
+        if self.models:
+            self.pending_x.append(x or {})
+        self.model_in_use = self.names[model]
+        return self._prediction(row)
+
+    def waiting(self) -> list[Prediction]:
+        """The predictions waiting for their label, oldest first."""
+        return [self._prediction(row) for row in self.pending.rows()]
 
     def metrics(self) -> dict[str, dict]:
         """Scores of the published forecast and every expert, with skills."""
         raw = {name: s.as_dict() for name, s in self.scores.items()}
         return with_skills(raw, PERSISTENCE, EWMA)
-
-    @property
-    def model_in_use(self) -> str:
-        return self.last_prediction.model if self.last_prediction else PERSISTENCE
 
 
 class CoinLearner:
@@ -182,6 +360,7 @@ class CoinLearner:
         self.coin = coin
         self.settings = settings
         self.vol = RiskMetrics()
+        self.clock = MarketClock()
         self.features = TickFeatures() if settings.candidates else None
         self.horizons = {
             horizon_label(td): HorizonLearner(coin, td.total_seconds(), settings)
@@ -209,9 +388,11 @@ class CoinLearner:
         log_price = math.log(tick.price)
         outcomes: list[Outcome] = []
         for h in self.horizons.values():
-            outcomes += h.settle(self.last_t, self.last_log_price, t, log_price)
+            outcomes += h.settle(self.last_t, self.last_log_price, t, log_price,
+                                 self.clock.cum_var)
         x_in = {"t": t, "price": tick.price, "volume": tick.volume_24h}
         self.vol.learn_one(x_in)
+        self.clock.learn_one(x_in)
         x = None
         if self.features is not None:
             self.features.learn_one(x_in)
@@ -220,7 +401,7 @@ class CoinLearner:
         self.ticks_seen += 1
         predictions = []
         for h in self.horizons.values():
-            p = h.forecast(t, tick.price, log_price, self.vol, x)
+            p = h.forecast(t, tick.price, log_price, self.vol, self.clock, x)
             if p is not None:
                 predictions.append(p)
         return predictions, outcomes
@@ -260,9 +441,9 @@ class CoinLearner:
         return total
 
 
-CHECKPOINT_FORMAT = 2
-"""2: several horizons per learner (PROB-INTERFACE). Format 1 (one horizon) is refused, and
-the engine rebuilds the learner from the stored ticks."""
+CHECKPOINT_FORMAT = 3
+"""2: several horizons per learner (PROB-INTERFACE); 3: seasonal HAR, conformal, BOA. Older
+formats are refused, and the engine rebuilds the learner from the stored ticks."""
 
 
 def dumps(learner: CoinLearner) -> bytes:

@@ -406,6 +406,7 @@ def run(ctx: Context) -> list[Row]:
     with FakeCoinGecko(api_key=ctx.key, time_offset=offset_to_now()) as fake:
         server = Server(ctx, "api-run", db, ["run"], env={
             "CRYPTOTECH_COINS": COINS, "CRYPTOTECH_MODEL__CANDIDATES": '["bayes_linear"]',
+            "CRYPTOTECH_MODEL__HORIZONS": '["1h"]',  # the stored history is of the 1 h horizon
             "CRYPTOTECH_SOURCE__BASE_URL": fake.url, "CRYPTOTECH_SOURCE__PLAN": "demo",
             "CRYPTOTECH_SOURCE__POLL_INTERVAL": "1s",
             # as in the SSE soak: one malloc arena per thread-pool thread would show as RSS
