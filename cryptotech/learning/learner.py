@@ -107,6 +107,12 @@ class FloatQueue:
         for start in range(self._head, len(self._data), self.width):
             yield self._data[start:start + self.width].tolist()
 
+    def newest(self) -> list[float] | None:
+        """The newest row (a copy), or None when empty."""
+        if not len(self):
+            return None
+        return self._data[len(self._data) - self.width:].tolist()
+
     def popleft(self) -> list[float]:
         start = self._head
         row = self._data[start:start + self.width].tolist()
@@ -243,6 +249,12 @@ class HorizonLearner:
         self.scores[PUBLISHED].update(price, p.forecast, p.lower, p.upper, actual, p.quantiles,
                                       p.p_up, p.vol)
         return Outcome(prediction=p, actual=actual)
+
+    @property
+    def last_prediction(self) -> Prediction | None:
+        """The newest forecast still waiting for its label (None before the first)."""
+        row = self.pending.newest()
+        return None if row is None else self._prediction(row)
 
     def _prediction(self, row: list[float]) -> Prediction:
         made = row[_MADE]
