@@ -100,6 +100,7 @@ def test_each_alert_arrives_once_with_its_message(tmp_path, monkeypatch):
         msg = receiver.accepted[0]
         assert msg["title"].startswith("CryptoTech · BTC: BTC acima de 100")
         assert "Preço: US$" in msg["message"] and "/painel/" in msg["message"]
+        assert "(horário de São Paulo)" in msg["message"] and "us$" not in msg["message"]
     assert status["disparados"] == len(stored)
     assert status["fila"] == {"enviado": len(stored)}
     assert status["entregas"] == {"enviado": len(stored)}

@@ -39,7 +39,7 @@ from typing import Any
 
 from cryptotech.alerts.rules import _num
 from cryptotech.api.timefmt import local
-from cryptotech.config import Settings
+from cryptotech.config import Settings, zone_city
 from cryptotech.storage import StoreBackend as Store
 
 log = logging.getLogger("cryptotech.alerts")
@@ -120,12 +120,14 @@ def message(alert: dict[str, Any], settings: Settings) -> tuple[str, str]:
     coin = (alert.get("coin") or "").upper()
     title = f"CryptoTech · {coin + ': ' if coin else ''}{alert['name']}"
     when = local(alert["ts"], zone)
-    lines = [alert["text"].capitalize() + "."]
+    text = alert["text"]
+    lines = [text[:1].upper() + text[1:] + "."]  # capitalize() would lower "US$" and "BTC"
+    city = f"horário de {zone_city(settings.timezone)}"
     if alert.get("price") is not None:
         lines.append(f"Preço: {money} {_num(alert['price'])} em {when:%d/%m/%Y %H:%M} "
-                     f"({settings.timezone}).")
+                     f"({city}).")
     else:
-        lines.append(f"Em {when:%d/%m/%Y %H:%M} ({settings.timezone}).")
+        lines.append(f"Em {when:%d/%m/%Y %H:%M} ({city}).")
     f = alert.get("forecast")
     if f:
         target = local(f["target_at"], zone)
