@@ -100,8 +100,11 @@ def build_router(settings: Settings, presenter: Presenter) -> APIRouter:
 
     def alertas(
         request: Request,
+        # the schema lists the configured coins: any other value is a 422 (as documented),
+        # never a schema-valid request refused
         moeda: Annotated[str | None, Query(max_length=32, description="Só esta moeda (os "
-                                           "alertas do serviço aparecem sempre)")] = None,
+                                           "alertas do serviço aparecem sempre)",
+                                           json_schema_extra={"enum": list(coins)})] = None,
         inicio: Annotated[str | None, Query(description="Desde (inclusive)", **instant)] = None,
         fim: Annotated[str | None, Query(description="Até (inclusive)", **instant)] = None,
         limite: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Quantos, no máximo")

@@ -91,8 +91,11 @@ def csv_chunks(store: Store, presenter: Presenter, coin: str, start: float | Non
         p = presenter.prediction(row).model_dump()
         p["feita_em"] = p["feita_em"].isoformat()
         p["alvo_em"] = p["alvo_em"].isoformat()
-        p.update(p.pop("quantis") or {})
-        writer.writerow([_csv_value(p[c]) for c in CSV_COLUMNS])
+        # a forecast without quantiles (rows from before they were stored) has
+        # ``quantis: null``: its quantile cells are empty, like any other null
+        quantiles = p.pop("quantis") or {}
+        p.update({c: quantiles.get(c) for c in QUANTILE_COLUMNS})
+        writer.writerow([_csv_value(p.get(c)) for c in CSV_COLUMNS])
         rows += 1
         if rows % CSV_FLUSH_ROWS == 0:
             yield buf.getvalue()

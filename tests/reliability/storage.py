@@ -151,8 +151,14 @@ def _checkpoint_case(row: Row, folder: Path, candidates: list[str], ticks: list,
     with Lines("cryptotech.engine") as log:
         engine, _ = run_engine(s, ticks[cut:])
     said = " | ".join(log.lines)
-    fell_back = (engine.recovery["btc"].startswith("rebuilt from stored ticks")
-                 if damage is None else engine.recovery["btc"].startswith("checkpoint"))
+    # the recovery as /status reports it (Portuguese): rebuilt from the stored ticks when no
+    # checkpoint is readable, else an older checkpoint than the damaged newest one
+    said_recovery = engine.recovery["btc"]
+    fell_back = (said_recovery.startswith("reconstruído a partir dos preços guardados; ")
+                 if damage is None else
+                 (said_recovery.startswith("checkpoint ")
+                  and not said_recovery.startswith(f"checkpoint {newest.id};")))
+    fell_back = fell_back and said_recovery.endswith(" preços guardados reprocessados")
     explained = ("rebuilt from stored ticks" in said if damage is None
                  else "trying an older one" in said)
     same = stored_predictions(s.store.path) == want
