@@ -71,7 +71,8 @@ def test_an_alert_of_the_demo_appears_on_the_open_page(browser, tmp_path):  # no
         assert "BTC fora do intervalo previsto" in toast
         assert "Regras" in page.inner_text("#alertas")
         assert "fora do intervalo" in page.inner_text("#alertas-regras")
-        # with the operator's token typed in the page: create a rule, then delete it
+        # with the operator's token typed in the page: create a rule, then delete it (plain
+        # clicks, as a user's: a toast still showing over the form must not take them)
         page.wait_for_selector("#alertas-form:not([hidden])", timeout=10_000)
         page.fill("#alertas-token", "token-do-teste")
         page.fill("#alertas-regra", '{"tipo": "preco_abaixo", "moeda": "btc", "preco": 1000}')

@@ -209,10 +209,13 @@ class Sender:
                 continue  # there may be more due at once
             due = await asyncio.to_thread(self.store.outbox_next_due, channel.key)
             wait = 5.0 if due is None else min(5.0, max(0.01, due - time.time()))
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # lands as ``wake`` is set (CPython gh-86296), and the stop would wait forever
+            waiter = asyncio.ensure_future(wake.wait())
             try:
-                await asyncio.wait_for(wake.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait({waiter}, timeout=wait)
+            finally:
+                waiter.cancel()
 
     async def _drain(self, channel: Channel, failures: int) -> tuple[int, bool]:
         """Send the channel's due rows in order until one fails: (sent, failed)."""

@@ -24,7 +24,6 @@ receive the FastAPI app and the settings after the API's routes are in place, e.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import threading
@@ -178,8 +177,10 @@ async def _watch_shutdown(app: FastAPI) -> None:
     :func:`begin_shutdown`), then wait to be cancelled with the other tasks."""
     state = app.state
     while not (AppStatus.should_exit or state.closing.is_set()):
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(state.closing.wait(), 0.2)
+        # not asyncio.wait_for(state.closing.wait(), 0.2): on Python 3.11 it swallows a
+        # cancellation that lands as ``closing`` is set (CPython gh-86296), and the stop then
+        # waits for this task forever
+        await asyncio.sleep(0.1)
     _begin_stopping(app, "signal received" if AppStatus.should_exit else "asked to stop")
     await asyncio.Event().wait()
 

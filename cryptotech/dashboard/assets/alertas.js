@@ -10,6 +10,9 @@
  * It opens its own EventSource on /stream (live events; the browser resumes it with
  * Last-Event-ID after a restart), so it does not depend on painel.js's internals.
  *
+ * The toasts (bottom right) let clicks through and, while shown, add their height of room at
+ * the page's end, so they never keep the user from the rules form (see alertas.css).
+ *
  * window.cryptotechAlertas exposes the alerts shown (tests).
  */
 (function () {
@@ -60,7 +63,18 @@
       el("div", {texto: al.regra + ": " + al.mensagem})
     ]);
     caixa.appendChild(t);
-    setTimeout(function () { if (t.parentNode) { t.parentNode.removeChild(t); } }, TOAST_MS);
+    folga(caixa);
+    setTimeout(function () {
+      if (t.parentNode) { t.parentNode.removeChild(t); }
+      folga(caixa);
+    }, TOAST_MS);
+  }
+
+  /* room at the page's end as tall as the toasts: the page can be scrolled until the rules
+     form (the last section) is above them instead of under them */
+  function folga(caixa) {
+    var altura = caixa.children.length ? caixa.offsetHeight + 16 : 0;
+    document.body.style.paddingBottom = altura ? altura + "px" : "";
   }
 
   function adicionar(al, novo) {
