@@ -438,7 +438,7 @@ def run(ctx: Context) -> list[Row]:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not all(
                     server.get(f"/prever/{c}").status_code == 200 for c in ("btc", "eth", "sol")):
-                time.sleep(0.5)
+                time.sleep(0.1)  # polling the server, bounded by the deadline above
             rows = [_schemathesis(ctx, server, folder), _odd(ctx, server),
                     _csv(ctx, server, history)]
             status = server.status()

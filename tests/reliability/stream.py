@@ -250,7 +250,7 @@ class Scenario:
                 stall = await self.stall(client)
                 self.stalls.append(stall)
                 self.windows[f"stalled client {i + 1}"] = (stall["from"], stall["to"])
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.0)  # spacing between measured windows, not a wait for anything
             cycles, clients = ctx.pick((2000, 20), (500, 10))
             least, most = ctx.pick((90.0, 240.0), (25.0, 60.0))  # the soak's duration
             churn_from = time.monotonic()
